@@ -1,0 +1,1 @@
+"""The query API: traces, per-feature spend and quality, scores."""

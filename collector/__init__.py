@@ -1,0 +1,1 @@
+"""The collector: receive OTLP → decode → normalize → price → write."""

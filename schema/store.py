@@ -1,0 +1,112 @@
+"""The one store interface over clickhouse-connect, for both backends.
+
+clickhouse-connect already hides the transport: ``chdb:///dir`` gives the
+in-process engine, ``http(s)://`` a server. This module adds only what tokentrail
+needs on top: opening from a DSN, column-oriented inserts, rows as dicts, and the
+few places where the experimental chDB interface needs help.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+DEFAULT_DATA_DIR = "./tokentrail-data"
+DSN_ENV = "TOKENTRAIL_CLICKHOUSE_URL"
+
+
+def embedded_dsn(data_dir: str | os.PathLike[str]) -> str:
+    """DSN of the embedded engine owning ``data_dir``."""
+    return "chdb://" + str(Path(data_dir).resolve())
+
+
+def dsn_from_env(data_dir: str | os.PathLike[str] | None = None) -> str:
+    """The server DSN from ``TOKENTRAIL_CLICKHOUSE_URL``, else the embedded one."""
+    url = os.environ.get(DSN_ENV, "").strip()
+    if url:
+        return url
+    return embedded_dsn(data_dir or os.environ.get("TOKENTRAIL_DATA_DIR", DEFAULT_DATA_DIR))
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    column_names: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.column_names, row, strict=True)) for row in self.rows]
+
+
+class Store:
+    """Parameterized SQL and columnar inserts against one ClickHouse database."""
+
+    def __init__(self, client: Client, *, embedded: bool) -> None:
+        self._client = client
+        self.embedded = embedded
+        # The chDB engine is one per process and its client interface is marked
+        # experimental; serializing calls keeps concurrent API threads and the
+        # writer from interleaving on it. A server client needs no such lock.
+        self._lock: threading.Lock | None = threading.Lock() if embedded else None
+
+    @contextmanager
+    def _serialized(self) -> Iterator[None]:
+        if self._lock is None:
+            yield
+            return
+        with self._lock:
+            yield
+
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
+        with self._serialized():
+            return self._client.command(sql, parameters=dict(parameters or {}))
+
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
+        """Run a SELECT; values are bound server-side through ``{name:Type}``."""
+        with self._serialized():
+            result = self._client.query(sql, parameters=dict(parameters or {}))
+            return QueryResult(tuple(result.column_names), list(result.result_rows))
+
+    def insert_columns(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
+        """Insert one block given as ``{column: values}``; empty blocks are skipped."""
+        names = list(columns)
+        if not names or not len(columns[names[0]]):
+            return
+        with self._serialized():
+            self._client.insert(
+                table,
+                [columns[name] for name in names],
+                column_names=names,
+                column_oriented=True,
+            )
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.command("SELECT 1") == 1)
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_store(dsn: str) -> Store:
+    """Open the store behind ``dsn`` (``chdb:///dir`` or ``http(s)://…/db``)."""
+    scheme = urlsplit(dsn).scheme
+    if scheme == "chdb":
+        Path(urlsplit(dsn).path).mkdir(parents=True, exist_ok=True)
+        return Store(clickhouse_connect.get_client(dsn=dsn), embedded=True)
+    if scheme in ("http", "https", "clickhouse", "clickhouses"):
+        # API threads query concurrently; a shared session id would make the
+        # server reject overlapping queries.
+        client = clickhouse_connect.get_client(dsn=dsn, autogenerate_session_id=False)
+        return Store(client, embedded=False)
+    raise ValueError(f"unsupported ClickHouse DSN scheme {scheme!r}: use chdb:///dir or http(s)://")

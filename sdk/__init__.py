@@ -1,0 +1,3 @@
+"""tokentrail: LLM observability on OpenTelemetry."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,22 @@
+"""Attribute names tokentrail writes and reads beyond the OTel GenAI ones.
+
+Shared by the SDK (which writes them) and the collector (which reads them), so
+the two can never disagree on a spelling.
+"""
+
+FEATURE = "tokentrail.feature"
+USER_ID = "user.id"
+SESSION_ID = "session.id"
+SAMPLE_WEIGHT = "tokentrail.sample_weight"
+
+# Scores travel as OTel GenAI evaluation events on the span they judge.
+EVALUATION_EVENT = "gen_ai.evaluation.result"
+EVALUATION_NAME = "gen_ai.evaluation.name"
+EVALUATION_SCORE_VALUE = "gen_ai.evaluation.score.value"
+EVALUATION_SCORE_LABEL = "gen_ai.evaluation.score.label"
+EVALUATION_EXPLANATION = "gen_ai.evaluation.explanation"
+# A score recorded after its span ended rides on a small span of its own; these
+# name the span it judges and how its value should be read back.
+SCORE_TARGET_SPAN_ID = "tokentrail.score.span_id"
+SCORE_DATA_TYPE = "tokentrail.score.data_type"
+SCORE_SOURCE = "tokentrail.score.source"

@@ -52,7 +52,7 @@ ORDER BY (project_id, toDateTime(Timestamp), TraceId, SpanId);
 -- One row per LLM operation, normalized from whichever convention sent it.
 -- Monthly partitions: far fewer rows than spans. Sorted by project and time
 -- (every report is a time range of one project), then the span's identity for
--- de-duplication. Feature/user/session are not in the key because they may be
+-- de-duplication; the bloom filter serves trace detail and context resolution. Feature/user/session are not in the key because they may be
 -- re-resolved after a late parent span arrives, which re-inserts the row.
 CREATE TABLE IF NOT EXISTS llm_calls
 (
@@ -91,7 +91,8 @@ CREATE TABLE IF NOT EXISTS llm_calls
     completion String CODEC(ZSTD(3)),
     sample_weight Float64 DEFAULT 1,
     convention LowCardinality(String),
-    ingested_at DateTime64(6) DEFAULT now64(6)
+    ingested_at DateTime64(6) DEFAULT now64(6),
+    INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1
 )
 ENGINE = ReplacingMergeTree(ingested_at)
 PARTITION BY toYYYYMM(Timestamp)

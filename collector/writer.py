@@ -1,0 +1,127 @@
+"""The last stage: records → columnar blocks → the store.
+
+Attribute values are flattened the way the OpenTelemetry Collector ClickHouse
+exporter does (strings as-is, everything else JSON), so Grafana and ad-hoc SQL
+read our ``spans`` table like any ``otel_traces`` table.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from tokentrail.collector.records import Attributes, AttributeValue, LlmCall, Score, Span
+from tokentrail.schema.store import Store
+
+
+def flatten_value(value: AttributeValue) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    return json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def _jsonable(value: AttributeValue) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    return value
+
+
+def flatten_attributes(attributes: Attributes) -> dict[str, str]:
+    return {key: flatten_value(value) for key, value in attributes.items()}
+
+
+def span_columns(project_id: str, spans: Sequence[Span]) -> dict[str, list[Any]]:
+    return {
+        "project_id": [project_id] * len(spans),
+        "Timestamp": [s.start_time_unix_nano for s in spans],
+        "TraceId": [s.trace_id for s in spans],
+        "SpanId": [s.span_id for s in spans],
+        "ParentSpanId": [s.parent_span_id for s in spans],
+        "TraceState": [s.trace_state for s in spans],
+        "SpanName": [s.name for s in spans],
+        "SpanKind": [s.kind for s in spans],
+        "ServiceName": [s.service_name for s in spans],
+        "ResourceAttributes": [flatten_attributes(s.resource_attributes) for s in spans],
+        "ScopeName": [s.scope_name for s in spans],
+        "ScopeVersion": [s.scope_version for s in spans],
+        "SpanAttributes": [flatten_attributes(s.attributes) for s in spans],
+        "Duration": [s.duration_ns for s in spans],
+        "StatusCode": [s.status_code for s in spans],
+        "StatusMessage": [s.status_message for s in spans],
+        "Events.Timestamp": [[e.time_unix_nano for e in s.events] for s in spans],
+        "Events.Name": [[e.name for e in s.events] for s in spans],
+        "Events.Attributes": [[flatten_attributes(e.attributes) for e in s.events] for s in spans],
+        "Links.TraceId": [[link.trace_id for link in s.links] for s in spans],
+        "Links.SpanId": [[link.span_id for link in s.links] for s in spans],
+        "Links.TraceState": [[link.trace_state for link in s.links] for s in spans],
+        "Links.Attributes": [[flatten_attributes(lk.attributes) for lk in s.links] for s in spans],
+    }
+
+
+# llm_calls columns that map one-to-one onto LlmCall fields of the same name.
+_CALL_FIELDS = (
+    "trace_id", "span_id", "parent_span_id", "service", "environment", "feature", "user_id",
+    "session_id", "provider", "request_model", "response_model", "operation", "input_tokens",
+    "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
+    "input_cost_usd", "output_cost_usd", "total_cost_usd", "price_status", "duration_ns",
+    "time_to_first_token_s", "status_code", "error_type", "finish_reasons", "response_id",
+    "prompt", "completion", "sample_weight", "convention",
+)  # fmt: skip
+
+
+def llm_call_columns(project_id: str, calls: Sequence[LlmCall]) -> dict[str, list[Any]]:
+    columns: dict[str, list[Any]] = {
+        "project_id": [project_id] * len(calls),
+        "Timestamp": [c.start_time_unix_nano for c in calls],
+    }
+    for name in _CALL_FIELDS:
+        columns[name] = [getattr(c, name) for c in calls]
+    return columns
+
+
+_SCORE_FIELDS = (
+    "score_id", "trace_id", "span_id", "name", "data_type", "value", "string_value", "source",
+    "comment", "feature",
+)  # fmt: skip
+
+
+def score_columns(project_id: str, scores: Sequence[Score]) -> dict[str, list[Any]]:
+    columns: dict[str, list[Any]] = {
+        "project_id": [project_id] * len(scores),
+        "Timestamp": [s.time_unix_nano for s in scores],
+    }
+    for name in _SCORE_FIELDS:
+        columns[name] = [getattr(s, name) for s in scores]
+    return columns
+
+
+class Writer:
+    """Writes one ingest batch synchronously; returning means it is stored.
+
+    Spans go first: if a later block fails, the batch is answered with an error
+    and re-sent, and the re-sent spans collapse into the ones already stored.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def write(
+        self,
+        project_id: str,
+        spans: Iterable[Span] = (),
+        calls: Iterable[LlmCall] = (),
+        scores: Iterable[Score] = (),
+    ) -> None:
+        self._store.insert_columns("spans", span_columns(project_id, list(spans)))
+        self._store.insert_columns("llm_calls", llm_call_columns(project_id, list(calls)))
+        self._store.insert_columns("scores", score_columns(project_id, list(scores)))

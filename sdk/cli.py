@@ -1,0 +1,182 @@
+"""The ``tokentrail`` command: serve, migrate, keys, version.
+
+Server parts are imported inside the commands that need them, so the light
+SDK install (no ``[server]`` extra) still answers ``tokentrail version``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from tokentrail import __version__
+
+if TYPE_CHECKING:
+    from tokentrail.schema.store import Store
+
+log = logging.getLogger("tokentrail")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4318
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"TOKENTRAIL_{name}", default)
+
+
+def _ready_store(data_dir: str) -> Store:
+    """Open the configured store with every migration and the shipped prices applied."""
+    try:
+        from tokentrail.schema import apply_migrations, dsn_from_env, open_store
+        from tokentrail.schema.prices import seed_shipped_prices
+    except ImportError as exc:
+        raise SystemExit(
+            f"tokentrail: the server is not installed ({exc.name} missing); "
+            'run: pip install "tokentrail[server]"'
+        ) from exc
+    store = open_store(dsn_from_env(data_dir))
+    apply_migrations(store)
+    seed_shipped_prices(store)
+    return store
+
+
+def _start_demo(server: object, host: str, port: int, api_key: str | None) -> None:
+    """Send demo traffic through the real SDK and OTLP path once the server listens."""
+    from tokentrail.demo import run_demo
+
+    def send() -> None:
+        while not getattr(server, "started", False):
+            time.sleep(0.05)
+        target = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        endpoint = f"http://{'[' + target + ']' if ':' in target else target}:{port}"
+        sent = run_demo(endpoint, api_key=api_key)
+        log.warning(
+            "demo: sent %d LLM calls. Try: curl -s %s/api/v1/features%s",
+            sent,
+            endpoint,
+            f" -H 'Authorization: Bearer {api_key}'" if api_key else "",
+        )
+
+    threading.Thread(target=send, name="tokentrail-demo", daemon=True).start()
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tokentrail.api.app import create_app
+    from tokentrail.api.auth import KEYS_ENV, KeyRing, create_key, is_loopback, parse_env_keys
+    from tokentrail.collector.pipeline import IngestPipeline
+
+    try:
+        env_keys = parse_env_keys(os.environ.get(KEYS_ENV, ""))
+    except ValueError as exc:
+        print(f"tokentrail: {exc}", file=sys.stderr)
+        return 2
+    store = _ready_store(args.data_dir)
+    keyring = KeyRing(store, env_keys)
+    if keyring.is_open:
+        if not is_loopback(args.host):
+            print(
+                f"tokentrail: refusing to listen on {args.host} without API keys; set "
+                f"{KEYS_ENV}=key=project or run `tokentrail keys create --project NAME`",
+                file=sys.stderr,
+            )
+            return 2
+        log.warning("no API keys configured: serving open on loopback, project 'default'")
+    demo_key = None
+    if args.demo and not keyring.is_open:
+        demo_key = create_key(store, "demo", name="tokentrail serve --demo")
+    app = create_app(store, keyring, IngestPipeline(store))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    )
+    log.warning(
+        "tokentrail %s: OTLP/HTTP, API and docs on http://%s:%d (docs at /docs), store %s",
+        __version__,
+        args.host,
+        args.port,
+        "embedded" if store.embedded else "server",
+    )
+    if args.demo:
+        _start_demo(server, args.host, args.port, demo_key)
+    server.run()
+    store.close()
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from tokentrail.schema.migrate import applied_versions
+
+    store = _ready_store(args.data_dir)
+    print(f"schema at version {max(applied_versions(store), default=0)}")
+    store.close()
+    return 0
+
+
+def keys_create(args: argparse.Namespace) -> int:
+    from tokentrail.api.auth import create_key
+
+    store = _ready_store(args.data_dir)
+    print(create_key(store, args.project, name=args.name))
+    store.close()
+    return 0
+
+
+def version(_: argparse.Namespace) -> int:
+    print(__version__)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokentrail", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_store(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument(
+            "--data-dir",
+            default=_env("DATA_DIR", "./tokentrail-data"),
+            help="embedded store directory (TOKENTRAIL_DATA_DIR); ignored when "
+            "TOKENTRAIL_CLICKHOUSE_URL names a server",
+        )
+        return sub
+
+    run = with_store(commands.add_parser("serve", help="run collector and API in one process"))
+    run.add_argument("--host", default=_env("HOST", DEFAULT_HOST), help="TOKENTRAIL_HOST")
+    run.add_argument(
+        "--port", type=int, default=int(_env("PORT", str(DEFAULT_PORT))), help="TOKENTRAIL_PORT"
+    )
+    run.add_argument(
+        "--demo",
+        action="store_true",
+        default=_env("DEMO", "") in ("1", "true"),
+        help="also send a few minutes of synthetic LLM traffic through the SDK (TOKENTRAIL_DEMO)",
+    )
+    run.set_defaults(handler=serve)
+    with_store(commands.add_parser("migrate", help="apply schema migrations")).set_defaults(
+        handler=migrate
+    )
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = with_store(keys.add_parser("create", help="create a key for a project"))
+    create.add_argument("--project", required=True)
+    create.add_argument("--name", default="")
+    create.set_defaults(handler=keys_create)
+    commands.add_parser("version", help="print the version").set_defaults(handler=version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = _parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

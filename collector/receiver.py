@@ -1,0 +1,246 @@
+"""The OTLP/HTTP trace receiver: ``POST /v1/traces`` as the OTLP specification defines it.
+
+Every answer is one an OTLP exporter understands: 200 with an
+ExportTraceServiceResponse (partial success when spans were rejected), or a
+google.rpc.Status body with 400 (never retried), 413, 415, or 503 with
+Retry-After (retried) — always in the encoding the client used.
+"""
+
+# No `from __future__ import annotations`: FastAPI must evaluate the endpoint
+# signature, which refers to the local `project_dependency`.
+import json
+import logging
+import zlib
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tokentrail.collector.decode import (
+    JSON,
+    PROTOBUF,
+    DecodeError,
+    flatten,
+    media_type,
+    parse_traces_request,
+)
+from tokentrail.collector.records import Span
+
+logger = logging.getLogger(__name__)
+
+Ingest = Callable[[str, list[Span]], None]
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+RETRY_AFTER_SECONDS = 5
+MAX_REPORTED_ERRORS = 20
+
+_GZIP = frozenset({"gzip", "x-gzip"})  # x-gzip is gzip's old alias (RFC 9110)
+_IDENTITY = frozenset({"", "identity"})
+_GZIP_WBITS = zlib.MAX_WBITS | 16  # accept the gzip wrapper only, not raw zlib
+
+# OTLP leaves Status.code to the server; these follow the usual gRPC mapping
+# so logs read the same as for OTLP/gRPC.
+_GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 12, 429: 8, 503: 14}
+_GRPC_UNKNOWN = 2
+
+_OPENAPI_EXTRA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+            JSON: {"schema": {"type": "object"}},
+        },
+    }
+}
+
+
+def otlp_http_router(
+    ingest: Ingest,
+    project_dependency: Callable[..., str],
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> APIRouter:
+    """A router serving ``POST /v1/traces``.
+
+    ``project_dependency`` is a FastAPI dependency returning the project id of
+    the caller's API key (it raises HTTPException 401 itself). ``ingest`` is
+    called in a worker thread with a non-empty span list and must store the spans
+    durably before returning: the 200 it leads to tells the exporter to forget
+    them. If it raises, the client gets 503 + Retry-After and sends them again.
+    ``max_body_bytes`` bounds the body both as sent and after gunzip.
+    """
+    router = APIRouter(route_class=_OtlpRoute)
+
+    @router.post(
+        "/v1/traces",
+        response_class=Response,
+        summary="Receive OTLP trace data (protobuf or JSON, optionally gzip)",
+        openapi_extra=_OPENAPI_EXTRA,
+    )
+    async def export_traces(
+        request: Request, project_id: Annotated[str, Depends(project_dependency)]
+    ) -> Response:
+        content_type = _supported_content_type(request)
+        gzipped = _is_gzipped(request)
+        body = await _read_body(request, max_body_bytes)
+        # Inflating, decoding and storing are CPU- or I/O-bound: keep them off the event loop.
+        return await run_in_threadpool(
+            _export, ingest, project_id, body, content_type, gzipped, max_body_bytes
+        )
+
+    return router
+
+
+class _OtlpRoute(APIRoute):
+    """A route answering every HTTPException, the auth dependency's too, with a Status body."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except StarletteHTTPException as exc:
+                return _failure(request, exc.status_code, str(exc.detail), exc.headers)
+
+        return handle
+
+
+def _supported_content_type(request: Request) -> str:
+    content_type = request.headers.get("content-type", "")
+    if media_type(content_type) not in (PROTOBUF, JSON):
+        raise HTTPException(415, f"Content-Type must be {PROTOBUF} or {JSON}, got {content_type!r}")
+    return content_type
+
+
+def _is_gzipped(request: Request) -> bool:
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding in _GZIP:
+        return True
+    if encoding in _IDENTITY:
+        return False
+    raise HTTPException(415, f"Content-Encoding must be gzip or identity, got {encoding!r}")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused as soon as it passes ``limit`` so a huge upload is never buffered."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"request body of {declared} bytes exceeds the {limit}-byte limit")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"request body exceeds the {limit}-byte limit")
+    return bytes(body)
+
+
+def _export(
+    ingest: Ingest,
+    project_id: str,
+    body: bytes,
+    content_type: str,
+    gzipped: bool,
+    limit: int,
+) -> Response:
+    """Decode, store and acknowledge one export; failures leave as HTTPException."""
+    if gzipped:
+        body = _gunzip(body, limit)
+    try:
+        spans, errors = flatten(parse_traces_request(body, content_type))
+    except DecodeError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    if errors:
+        logger.warning(
+            "project %s: rejected %d of %d spans, first: %s",
+            project_id,
+            len(errors),
+            len(errors) + len(spans),
+            errors[0],
+        )
+    if spans:
+        try:
+            ingest(project_id, spans)
+        except Exception as exc:
+            logger.exception(
+                "project %s: storing %d spans failed; answered 503 so the exporter retries",
+                project_id,
+                len(spans),
+            )
+            raise HTTPException(
+                503,
+                "the spans could not be stored right now; retry later",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ) from exc
+    as_json = media_type(content_type) == JSON
+    return _message_response(200, _export_response(errors), as_json=as_json)
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """Inflate a gzip body without ever holding more than ``limit`` + 1 output bytes.
+
+    A gzip bomb is a few kilobytes on the wire and gigabytes inflated, so the
+    output is bounded while inflating, not checked afterwards. Concatenated
+    gzip members are valid gzip and are all read.
+    """
+    out = bytearray()
+    pending = body
+    try:
+        while True:
+            inflater = zlib.decompressobj(wbits=_GZIP_WBITS)
+            while not inflater.eof:
+                if not pending:
+                    raise HTTPException(400, "gzip body is empty or truncated")
+                # max_length >= 1 here, and 0 would mean "unbounded" to zlib.
+                out += inflater.decompress(pending, limit + 1 - len(out))
+                if len(out) > limit:
+                    raise HTTPException(
+                        413, f"decompressed request body exceeds the {limit}-byte limit"
+                    )
+                pending = inflater.unconsumed_tail
+            pending = inflater.unused_data
+            if not pending.strip(b"\0"):  # gzip tools tolerate trailing zero padding
+                return bytes(out)
+    except zlib.error as exc:
+        raise HTTPException(400, f"invalid gzip body: {exc}") from exc
+
+
+def _export_response(errors: list[str]) -> ExportTraceServiceResponse:
+    """Full success, or partial success naming why spans were rejected (never retried)."""
+    response = ExportTraceServiceResponse()
+    if errors:
+        shown = errors[:MAX_REPORTED_ERRORS]
+        message = "; ".join(shown)
+        if len(errors) > len(shown):
+            message += f"; and {len(errors) - len(shown)} more"
+        response.partial_success.rejected_spans = len(errors)
+        response.partial_success.error_message = message
+    return response
+
+
+def _failure(
+    request: Request, status_code: int, message: str, headers: Mapping[str, str] | None
+) -> Response:
+    """A google.rpc.Status answer, JSON unless the client sent protobuf."""
+    status = status_pb2.Status(code=_GRPC_CODES.get(status_code, _GRPC_UNKNOWN), message=message)
+    as_json = media_type(request.headers.get("content-type", "")) != PROTOBUF
+    return _message_response(status_code, status, as_json=as_json, headers=headers)
+
+
+def _message_response(
+    status_code: int,
+    message: Message,
+    *,
+    as_json: bool,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    if as_json:
+        content = json.dumps(json_format.MessageToDict(message)).encode()
+        return Response(content, status_code, headers, media_type=JSON)
+    return Response(message.SerializeToString(), status_code, headers, media_type=PROTOBUF)

@@ -12,9 +12,9 @@ each one indexed query against what is already stored:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from tokentrail.collector.normalize import CONTEXT_KEYS, context_of, inherit_context
+from tokentrail.collector.normalize import CONTEXT_KEYS, ancestry_of, context_of, inherit_context
 from tokentrail.collector.records import LlmCall, Score, Span
 from tokentrail.schema.store import Store
 
@@ -57,10 +57,6 @@ def _incomplete(call: LlmCall) -> bool:
     return not (call.feature and call.user_id and call.session_id)
 
 
-def _ancestry(spans: Iterable[Span]) -> Ancestry:
-    return {s.span_id: (s.parent_span_id, context_of(s)) for s in spans}
-
-
 def _leaves_batch(call: LlmCall, ancestry: Ancestry) -> bool:
     """True when the call's ancestor chain reaches a parent this batch lacks."""
     parent, seen = call.parent_span_id, set()
@@ -82,7 +78,7 @@ class ContextResolver:
         """Complete ``calls`` in place; return stored calls that this batch completed."""
         if not spans:
             return []
-        batch = _ancestry(spans)
+        batch = ancestry_of(spans)
         bounds = {
             "project_id": project_id,
             "lo": min(s.start_time_unix_nano for s in spans) - _WINDOW_NS,

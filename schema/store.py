@@ -73,7 +73,8 @@ class Store:
         """Run a SELECT; values are bound server-side through ``{name:Type}``."""
         with self._serialized():
             result = self._client.query(sql, parameters=dict(parameters or {}))
-            return QueryResult(tuple(result.column_names), list(result.result_rows))
+            rows = [tuple(row) for row in result.result_rows]
+        return QueryResult(tuple(result.column_names), rows)
 
     def insert_columns(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
         """Insert one block given as ``{column: values}``; empty blocks are skipped."""

@@ -3,6 +3,7 @@ sending OTLP over loopback, and the answers read back through the HTTP API."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import socket
@@ -23,9 +24,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
+from tokentrail.demo import run_demo
+
 pytestmark = pytest.mark.e2e
 
 KEY_A, KEY_B = "key-of-project-a", "key-of-project-b"
+DEMO_CALLS = inspect.signature(run_demo).parameters["calls"].default
 MILLION = Decimal(1_000_000)
 
 
@@ -227,13 +231,13 @@ def test_demo_shows_features_at_once(tmp_path: Path) -> None:
     process, base = _serve(tmp_path / "data", "--demo")
     try:
         deadline, features = time.monotonic() + 60, []
-        while time.monotonic() < deadline and len(features) < 4:
+        while time.monotonic() < deadline and sum(f["calls"] for f in features) < DEMO_CALLS:
             features = _get(base, "/api/v1/features", key=None).json()["features"]
             time.sleep(0.5)
     finally:
         _stop(process)
     assert len(features) >= 4, features
-    assert sum(f["calls"] for f in features) > 100
+    assert sum(f["calls"] for f in features) == DEMO_CALLS
     assert any(f["unpriced_calls"] for f in features)
     assert any(f["errors"] for f in features)
     assert any(f["scores"] for f in features)

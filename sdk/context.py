@@ -1,0 +1,210 @@
+"""Who and what an LLM call is for: `feature()` and the processor that stamps it.
+
+Attribution lives in a ContextVar rather than in OTel baggage: it must reach
+spans started by any library (the openai instrumentation, an HTTP client) on
+the same logical thread of work, never leave the process, and follow asyncio
+tasks, which copy the context when they are created.
+
+Threads do not inherit it: `threading.Thread` and `ThreadPoolExecutor.submit`
+start from an empty context (the OTel parent span is lost the same way). Use
+`asyncio.to_thread`, or `contextvars.copy_context().run(fn)` inside the worker,
+to carry both across.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.util.types import AttributeValue
+
+from tokentrail import semconv
+from tokentrail._runtime import get_tracer, logger, record_error
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The feature, user and session that spans started now belong to."""
+
+    feature: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+
+    def overridden_by(self, inner: Attribution) -> Attribution:
+        """An inner scope replaces only the fields it sets."""
+        changes = {k: v for k, v in vars(inner).items() if v is not None}
+        return replace(self, **changes)
+
+    def attributes(self) -> dict[str, AttributeValue]:
+        pairs = (
+            (semconv.FEATURE, self.feature),
+            (semconv.USER_ID, self.user_id),
+            (semconv.SESSION_ID, self.session_id),
+        )
+        return {key: value for key, value in pairs if value is not None}
+
+
+# Attribution is frozen, so one shared default instance is safe.
+_current: ContextVar[Attribution] = ContextVar(
+    "tokentrail_attribution",
+    default=Attribution(),  # noqa: B039
+)
+
+
+def current_attribution() -> Attribution:
+    """The attribution in effect for the running code."""
+    return _current.get()
+
+
+class ContextSpanProcessor(SpanProcessor):
+    """Copies the current attribution onto every span as it starts.
+
+    This is what lets spans from other instrumentations (and the LLM span
+    itself) carry feature, user and session, so the collector never has to
+    guess them from an ancestor. Attributes the span already has win.
+
+    `init()` installs it; add it yourself when you build your own provider.
+    """
+
+    def __init__(self, static_attributes: Mapping[str, AttributeValue] | None = None) -> None:
+        # Static attributes stand in for resource attributes on providers whose
+        # resource we must not change (an application's own provider).
+        self._static = dict(static_attributes or {})
+
+    def on_start(self, span: SdkSpan, parent_context: otel_context.Context | None = None) -> None:
+        try:
+            existing = span.attributes or {}
+            for key, value in {**self._static, **_current.get().attributes()}.items():
+                if key not in existing:
+                    span.set_attribute(key, value)
+        except Exception:  # a processor must never break the caller's span
+            logger.debug("tokentrail: could not stamp attribution", exc_info=True)
+
+
+class FeatureScope:
+    """What `feature()` returns: a context manager and a decorator."""
+
+    def __init__(
+        self,
+        name: str,
+        user_id: str | None,
+        session_id: str | None,
+        span: bool,
+        tracer_provider: trace.TracerProvider | None,
+    ) -> None:
+        self._name = name
+        self._own = Attribution(name, user_id, session_id)
+        self._make_span = span
+        self._tracer_provider = tracer_provider
+        # A stack, not one slot, so re-entering the same object nests correctly.
+        self._entered: list[
+            tuple[Token[Attribution], trace.Span | None, Token[otel_context.Context] | None]
+        ] = []
+
+    @property
+    def span(self) -> trace.Span:
+        """The span this scope opened (a non-recording one when it opened none)."""
+        span = self._entered[-1][1] if self._entered else None
+        return trace.INVALID_SPAN if span is None else span
+
+    def __enter__(self) -> FeatureScope:
+        token = _current.set(_current.get().overridden_by(self._own))
+        span: trace.Span | None = None
+        span_token: Token[otel_context.Context] | None = None
+        if self._make_span:
+            span = get_tracer(self._tracer_provider).start_span(
+                self._name,
+                kind=trace.SpanKind.INTERNAL,
+                attributes=_current.get().attributes(),
+            )
+            span_token = otel_context.attach(trace.set_span_in_context(span))
+        self._entered.append((token, span, span_token))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token, span, span_token = self._entered.pop()
+        if span_token is not None:
+            otel_context.detach(span_token)
+        if span is not None:
+            if exc is not None:
+                record_error(span, exc)
+            span.end()
+        _current.reset(token)
+
+    async def __aenter__(self) -> FeatureScope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def _fresh(self) -> FeatureScope:
+        # Each decorated call gets its own scope so concurrent calls (threads,
+        # tasks) never share the enter/exit bookkeeping.
+        own = self._own
+        return FeatureScope(
+            self._name, own.user_id, own.session_id, self._make_span, self._tracer_provider
+        )
+
+    def __call__(self, func: F) -> F:
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            # The scope would close when the generator is created, not when it
+            # is consumed, silently attributing nothing: refuse instead.
+            raise TypeError("tokentrail.feature cannot decorate generators; use it as `with`")
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                # Entered inside the coroutine, so it applies per call and to
+                # the task that actually runs it.
+                with self._fresh():
+                    return await func(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._fresh():
+                return func(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+
+def feature(
+    name: str,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    *,
+    span: bool = True,
+    tracer_provider: trace.TracerProvider | None = None,
+) -> FeatureScope:
+    """Attribute everything inside to a product feature (and user / session).
+
+    Use as `with tokentrail.feature("support-chat", user_id=u):` or as a
+    decorator on sync or async functions. Nested scopes override only the
+    fields they set. By default it also opens an INTERNAL span named after the
+    feature, so the LLM calls of one request share a trace and `score()` has a
+    span to land on; pass `span=False` when your framework already opened one
+    (the attribution is stamped on that and every other span either way).
+    """
+    return FeatureScope(name, user_id, session_id, span, tracer_provider)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+from types import TracebackType
+from typing import TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
@@ -82,3 +84,32 @@ def record_error(span: Span, exc: BaseException) -> None:
     span.record_exception(exc)
     span.set_attribute("error.type", type(exc).__name__)
     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+
+_Scope = TypeVar("_Scope", bound="SyncScope")
+
+
+class SyncScope:
+    """A context manager whose enter and exit do no I/O, so ``async with`` runs them as is."""
+
+    def __enter__(self: _Scope) -> _Scope:
+        raise NotImplementedError
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self: _Scope) -> _Scope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.util.types import AttributeValue
 
 from tokentrail import semconv
-from tokentrail._runtime import get_tracer, logger, record_error
+from tokentrail._runtime import SyncScope, get_tracer, logger, record_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,7 +92,7 @@ class ContextSpanProcessor(SpanProcessor):
             logger.debug("tokentrail: could not stamp attribution", exc_info=True)
 
 
-class FeatureScope:
+class FeatureScope(SyncScope):
     """What `feature()` returns: a context manager and a decorator."""
 
     def __init__(
@@ -146,17 +146,6 @@ class FeatureScope:
                 record_error(span, exc)
             span.end()
         _current.reset(token)
-
-    async def __aenter__(self) -> FeatureScope:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
     def _fresh(self) -> FeatureScope:
         # Each decorated call gets its own scope so concurrent calls (threads,

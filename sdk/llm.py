@@ -17,7 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
-from tokentrail._runtime import capture_content, get_tracer, logger, record_error
+from tokentrail._runtime import SyncScope, capture_content, get_tracer, logger, record_error
 from tokentrail.context import current_attribution
 
 # OTel GenAI attribute names (semantic conventions v1.37+ spelling).
@@ -39,7 +39,7 @@ OUTPUT_MESSAGES = "gen_ai.output.messages"
 Messages = str | Mapping[str, Any] | Sequence[Any]
 
 
-class LLMCall:
+class LLMCall(SyncScope):
     """The handle `llm_call()` yields: the span, its ids, and `record()`."""
 
     def __init__(
@@ -163,17 +163,6 @@ class LLMCall:
         if exc is not None:
             record_error(self.span, exc)
         self.span.end(end_time=self._end_time)
-
-    async def __aenter__(self) -> LLMCall:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
 
 def llm_call(

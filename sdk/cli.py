@@ -56,7 +56,7 @@ def _start_demo(server: object, host: str, port: int, api_key: str | None) -> No
         target = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         endpoint = f"http://{'[' + target + ']' if ':' in target else target}:{port}"
         sent = run_demo(endpoint, api_key=api_key)
-        log.warning(
+        log.info(
             "demo: sent %d LLM calls. Try: curl -s %s/api/v1/features%s",
             sent,
             endpoint,
@@ -96,7 +96,7 @@ def serve(args: argparse.Namespace) -> int:
     server = uvicorn.Server(
         uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
     )
-    log.warning(
+    log.info(
         "tokentrail %s: OTLP/HTTP, API and docs on http://%s:%d (docs at /docs), store %s",
         __version__,
         args.host,

@@ -242,3 +242,21 @@ def test_demo_shows_features_at_once(tmp_path: Path) -> None:
     assert any(f["errors"] for f in features)
     assert any(f["scores"] for f in features)
     assert all(Decimal(str(f["cost_usd"])) > 0 for f in features)
+
+
+def test_a_key_made_by_the_cli_opens_its_project_only(tmp_path: Path) -> None:
+    env = {**os.environ, "TOKENTRAIL_API_KEYS": ""}
+    env.pop("TOKENTRAIL_CLICKHOUSE_URL", None)
+    made = subprocess.run(
+        [sys.executable, "-m", "tokentrail.cli", "keys", "create", "--project", "checkout",
+         "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, env=env, check=True,
+    )  # fmt: skip
+    key = made.stdout.strip().splitlines()[-1]
+    process, base = _serve(tmp_path)
+    try:
+        assert _get(base, "/api/v1/features", key=key).status_code == 200
+        assert _get(base, "/api/v1/features", key=None).status_code == 401
+        assert _get(base, "/api/v1/features", key=key + "x").status_code == 401
+    finally:
+        _stop(process)

@@ -7,36 +7,33 @@ collector treats it exactly like one from the official instrumentations.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from contextvars import Token
 from types import TracebackType
-from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
 from tokentrail._runtime import SyncScope, capture_content, get_tracer, logger, record_error
+from tokentrail.content import Messages, encode_messages, to_messages
 from tokentrail.context import current_attribution
-
-# OTel GenAI attribute names (semantic conventions v1.37+ spelling).
-OPERATION_NAME = "gen_ai.operation.name"
-PROVIDER_NAME = "gen_ai.provider.name"
-REQUEST_MODEL = "gen_ai.request.model"
-RESPONSE_MODEL = "gen_ai.response.model"
-RESPONSE_ID = "gen_ai.response.id"
-RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
-INPUT_TOKENS = "gen_ai.usage.input_tokens"
-OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
-CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
-CACHE_WRITE_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
-REASONING_TOKENS = "gen_ai.usage.reasoning.output_tokens"
-COST = "gen_ai.usage.cost"
-INPUT_MESSAGES = "gen_ai.input.messages"
-OUTPUT_MESSAGES = "gen_ai.output.messages"
-
-Messages = str | Mapping[str, Any] | Sequence[Any]
+from tokentrail.semconv import (
+    CACHE_READ_TOKENS,
+    CACHE_WRITE_TOKENS,
+    COST,
+    INPUT_MESSAGES,
+    INPUT_TOKENS,
+    OPERATION_NAME,
+    OUTPUT_MESSAGES,
+    OUTPUT_TOKENS,
+    PROVIDER_NAME,
+    REASONING_TOKENS,
+    REQUEST_MODEL,
+    RESPONSE_FINISH_REASONS,
+    RESPONSE_ID,
+    RESPONSE_MODEL,
+)
 
 
 class LLMCall(SyncScope):
@@ -124,13 +121,14 @@ class LLMCall(SyncScope):
                 self.span.set_attribute(COST, float(cost_usd))
             if capture_content(self._capture):
                 if prompt is not None:
-                    self.span.set_attribute(INPUT_MESSAGES, _dump(to_messages(prompt, "user")))
+                    messages = to_messages(prompt, "user")
+                    self.span.set_attribute(INPUT_MESSAGES, encode_messages(messages))
                 if completion is not None:
                     messages = to_messages(completion, "assistant")
                     if self._finish_reasons:
                         for message in messages:
                             message.setdefault("finish_reason", self._finish_reasons[0])
-                    self.span.set_attribute(OUTPUT_MESSAGES, _dump(messages))
+                    self.span.set_attribute(OUTPUT_MESSAGES, encode_messages(messages))
         except Exception:  # telemetry must not break the caller's request
             logger.warning("tokentrail: could not record LLM call details", exc_info=True)
 
@@ -195,76 +193,3 @@ def llm_call(
         attributes=attributes,
         tracer_provider=tracer_provider,
     )
-
-
-def to_messages(value: Messages, role: str) -> list[dict[str, Any]]:
-    """Normalise prompt/completion input to OTel GenAI message dicts.
-
-    `role` is used where the input does not say (a bare string).
-    """
-    if isinstance(value, str):
-        return [{"role": role, "parts": [_text(value)]}]
-    if isinstance(value, Mapping) or hasattr(value, "model_dump"):
-        return [_message(value, role)]
-    return [_message(item, role) for item in value]
-
-
-def _message(item: Any, role: str) -> dict[str, Any]:
-    if isinstance(item, str):
-        return {"role": role, "parts": [_text(item)]}
-    if hasattr(item, "model_dump"):  # provider SDK objects (pydantic models)
-        item = item.model_dump(exclude_none=True)
-    message = dict(item)
-    if "parts" in message:
-        return message  # already in OTel shape
-    content = message.pop("content", None)
-    parts = _parts(content)
-    for call in message.pop("tool_calls", None) or ():
-        function = call.get("function") or {}
-        parts.append(
-            {
-                "type": "tool_call",
-                "id": call.get("id"),
-                "name": function.get("name"),
-                "arguments": function.get("arguments"),
-            }
-        )
-    if "tool_call_id" in message:
-        # A tool result: OTel carries the content as the response, not as text.
-        parts = [
-            {
-                "type": "tool_call_response",
-                "id": message.pop("tool_call_id"),
-                "response": content,
-            }
-        ]
-    message.setdefault("role", role)
-    message["parts"] = parts
-    return message
-
-
-def _parts(content: Any) -> list[dict[str, Any]]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [_text(content)]
-    if isinstance(content, Sequence):
-        parts: list[dict[str, Any]] = []
-        for part in content:
-            if isinstance(part, str):
-                parts.append(_text(part))
-            elif isinstance(part, Mapping) and part.get("type") == "text" and "text" in part:
-                # OpenAI / Anthropic content blocks spell it "text", OTel "content".
-                parts.append(_text(str(part["text"])))
-            else:
-                parts.append(dict(part) if isinstance(part, Mapping) else {"content": part})
-        return parts
-    return [_text(str(content))]
-
-
-def _text(content: str) -> dict[str, Any]:
-    return {"type": "text", "content": content}
-
-
-def _dump(messages: list[dict[str, Any]]) -> str:
-    return json.dumps(messages, ensure_ascii=False, default=str)

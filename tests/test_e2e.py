@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
+from serving import cli_env, free_port, get, serving
 
 from tokentrail.demo import run_demo
 
@@ -33,52 +32,16 @@ DEMO_CALLS = inspect.signature(run_demo).parameters["calls"].default
 MILLION = Decimal(1_000_000)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _serve(data_dir: Path, *args: str, keys: str = "") -> tuple[subprocess.Popen[str], str]:
-    port = _free_port()
-    env = {**os.environ, "TOKENTRAIL_API_KEYS": keys}
-    env.pop("TOKENTRAIL_CLICKHOUSE_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tokentrail.cli", "serve", "--port", str(port),
-         "--data-dir", str(data_dir), *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"serve exited early:\n{process.stdout.read() if process.stdout else ''}"
-            )
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError("serve did not become ready within 60 s")
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    process, base = _serve(
-        tmp_path_factory.mktemp("data"), keys=f"{KEY_A}=project-a,{KEY_B}=project-b"
-    )
-    yield base
-    _stop(process)
+    with serving(
+        tmp_path_factory.mktemp("e2e") / "data", keys=f"{KEY_A}=project-a,{KEY_B}=project-b"
+    ) as base:
+        yield base
+
+
+def _get(base: str, path: str, key: str | None = KEY_A, **params: str) -> httpx.Response:
+    return get(base, path, key, **params)
 
 
 def _price(model: str) -> dict[str, Decimal]:
@@ -153,11 +116,6 @@ def _send_plain_otel(base: str) -> str:
     return trace_id
 
 
-def _get(base: str, path: str, key: str | None = KEY_A, **params: str) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.get(f"{base}{path}", params=params, headers=headers, timeout=10)
-
-
 def test_sdk_and_plain_otel_spans_land_priced_per_feature(server: str, tmp_path: Path) -> None:
     started = time.perf_counter()
     ids = _run_sdk_app(server, tmp_path)
@@ -216,26 +174,21 @@ def test_keys_isolate_projects(server: str, tmp_path: Path) -> None:
 
 
 def test_serve_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
-    env = {**os.environ, "TOKENTRAIL_API_KEYS": ""}
-    env.pop("TOKENTRAIL_CLICKHOUSE_URL", None)
     done = subprocess.run(
         [sys.executable, "-m", "tokentrail.cli", "serve", "--host", "0.0.0.0",
-         "--port", str(_free_port()), "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, env=env,
+         "--port", str(free_port()), "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, env=cli_env(),
     )  # fmt: skip
     assert done.returncode == 2
     assert "refusing to listen on 0.0.0.0 without API keys" in done.stderr
 
 
 def test_demo_shows_features_at_once(tmp_path: Path) -> None:
-    process, base = _serve(tmp_path / "data", "--demo")
-    try:
+    with serving(tmp_path / "data", "--demo") as base:
         deadline, features = time.monotonic() + 60, []
         while time.monotonic() < deadline and sum(f["calls"] for f in features) < DEMO_CALLS:
             features = _get(base, "/api/v1/features", key=None).json()["features"]
             time.sleep(0.5)
-    finally:
-        _stop(process)
     assert len(features) >= 4, features
     assert sum(f["calls"] for f in features) == DEMO_CALLS
     assert any(f["unpriced_calls"] for f in features)
@@ -245,18 +198,13 @@ def test_demo_shows_features_at_once(tmp_path: Path) -> None:
 
 
 def test_a_key_made_by_the_cli_opens_its_project_only(tmp_path: Path) -> None:
-    env = {**os.environ, "TOKENTRAIL_API_KEYS": ""}
-    env.pop("TOKENTRAIL_CLICKHOUSE_URL", None)
     made = subprocess.run(
         [sys.executable, "-m", "tokentrail.cli", "keys", "create", "--project", "checkout",
          "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, env=env, check=True,
+        capture_output=True, text=True, timeout=60, env=cli_env(), check=True,
     )  # fmt: skip
     key = made.stdout.strip().splitlines()[-1]
-    process, base = _serve(tmp_path)
-    try:
+    with serving(tmp_path) as base:
         assert _get(base, "/api/v1/features", key=key).status_code == 200
         assert _get(base, "/api/v1/features", key=None).status_code == 401
         assert _get(base, "/api/v1/features", key=key + "x").status_code == 401
-    finally:
-        _stop(process)

@@ -1,0 +1,70 @@
+"""Run `tokentrail serve` as a real subprocess on a free loopback port, for e2e tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+READY_SECONDS = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli_env(keys: str = "") -> dict[str, str]:
+    """The environment for a CLI subprocess: embedded store, the given keys only."""
+    env = {**os.environ, "TOKENTRAIL_API_KEYS": keys}
+    env.pop("TOKENTRAIL_CLICKHOUSE_URL", None)
+    return env
+
+
+@contextmanager
+def serving(data_dir: Path, *args: str, keys: str = "") -> Iterator[str]:
+    """Yield the base URL of a ready server; its output goes to ``serve.log`` beside the data."""
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"serve-{port}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tokentrail.cli", "serve", "--port", str(port),
+             "--data-dir", str(data_dir), *args],
+            env=cli_env(keys), stdout=log, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            yield _wait_ready(process, f"http://127.0.0.1:{port}", log_path)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_ready(process: subprocess.Popen[str], base: str, log_path: Path) -> str:
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited early:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"serve was not ready within {READY_SECONDS} s:\n{log_path.read_text()}")
+
+
+def get(base: str, path: str, key: str | None, **params: str) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.get(f"{base}{path}", params=params, headers=headers, timeout=10)

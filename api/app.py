@@ -13,7 +13,7 @@ from tokentrail import __version__
 from tokentrail.api.auth import KeyRing
 from tokentrail.api.routes import api_router, health_router
 from tokentrail.collector.pipeline import IngestPipeline
-from tokentrail.collector.receiver import otlp_http_router
+from tokentrail.collector.receiver import otlp_http_router, otlp_logs_router
 from tokentrail.schema.store import Store
 
 
@@ -26,5 +26,6 @@ def create_app(store: Store, keyring: KeyRing, pipeline: IngestPipeline) -> Fast
     project = keyring.dependency()
     app.include_router(health_router(store))
     app.include_router(otlp_http_router(pipeline.ingest, project))
+    app.include_router(otlp_logs_router(pipeline.ingest_logs, project))
     app.include_router(api_router(store, project, pipeline.record_scores))
     return app

@@ -90,6 +90,19 @@ class LlmFields(BaseModel):
     feature: str
     user_id: str
     session_id: str
+    streaming: bool
+    convention: str = Field(
+        description="Which convention the span was read with: otel_genai, openinference, "
+        'openllmetry, langfuse; "" when none claimed it.'
+    )
+    unknown_keys: list[str] = Field(
+        description="Attribute keys in an LLM namespace (gen_ai.*, llm.*, langfuse.*, "
+        "traceloop.* ...) that no convention reader understood: why a field may be empty."
+    )
+    duplicate_of: str = Field(
+        description="Span id of the call this span repeats (two instrumentations of one API "
+        'call); reports count that call once, under it. "" for a counted call.'
+    )
 
 
 class SpanEventOut(BaseModel):

@@ -5,6 +5,8 @@ Rules kept by each statement:
 - every table is read with ``FINAL``: the tables are ReplacingMergeTrees and a
   re-sent batch must never count twice, merged or not;
 - every table is filtered by ``project_id = {project_id:String}``;
+- every report over ``llm_calls`` keeps ``duplicate_of = ''``: a row that
+  repeats another call (two instrumentations, one API call) counts once;
 - every value arrives as a server-side parameter (``{name:Type}``); the SQL
   text is constant. Optional filters are bound as ``''`` meaning "no filter",
   so no statement is ever assembled from a request.
@@ -62,7 +64,7 @@ WITH
                      OR response_model = {{model:String}})
             ) > 0 AS matches
         FROM llm_calls FINAL
-        WHERE project_id = {{project_id:String}} AND {_IN_WINDOW}
+        WHERE project_id = {{project_id:String}} AND {_IN_WINDOW} AND duplicate_of = ''
         GROUP BY trace_id
     )
 SELECT
@@ -116,8 +118,17 @@ SELECT
     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
     input_cost_usd, output_cost_usd, total_cost_usd, price_status, prompt, completion,
     duration_ns, time_to_first_token_s, finish_reasons, error_type,
-    feature, user_id, session_id
+    feature, user_id, session_id, streaming, convention, unknown_keys, duplicate_of
 FROM llm_calls FINAL
+WHERE project_id = {project_id:String} AND trace_id = {trace_id:String}
+"""
+
+# Content that instrumentations sent as log records (OTel GenAI `event_only`
+# capture), per span; stored apart from llm_calls so it lands whichever of the
+# span and its log records arrives first.
+TRACE_LOGGED_CONTENT = """
+SELECT span_id, prompt, completion
+FROM llm_call_content FINAL
 WHERE project_id = {project_id:String} AND trace_id = {trace_id:String}
 """
 
@@ -150,7 +161,7 @@ SELECT
                                price_status = 'unpriced')) AS unpriced_models,
     quantiles(0.5, 0.95)(duration_ns) AS latency_ns
 FROM llm_calls FINAL
-WHERE project_id = {{project_id:String}} AND {_IN_WINDOW}
+WHERE project_id = {{project_id:String}} AND {_IN_WINDOW} AND duplicate_of = ''
     AND ({{service:String}} = '' OR service = {{service:String}})
 GROUP BY feature
 ORDER BY cost_usd DESC, feature

@@ -164,13 +164,30 @@ def span_tree(spans: list[SpanNode]) -> list[SpanNode]:
     return roots
 
 
+def _with_logged_content(call: dict[str, Any], logged: dict[str, Any] | None) -> dict[str, Any]:
+    """Fill what the span did not carry from content sent as log records."""
+    if logged is None:
+        return call
+    return {
+        **call,
+        "prompt": call["prompt"] or logged["prompt"],
+        "completion": call["completion"] or logged["completion"],
+    }
+
+
 def get_trace(store: Store, project_id: str, trace_id: str) -> TraceDetail | None:
     params = {"project_id": project_id, "trace_id": trace_id}
     span_rows = store.query(queries.TRACE_SPANS, params).dicts()
     if not span_rows:
         return None
     call_rows = store.query(queries.TRACE_CALLS, params).dicts()
-    calls = {row["span_id"]: _llm_fields(row) for row in call_rows}
+    logged = {
+        row["span_id"]: row for row in store.query(queries.TRACE_LOGGED_CONTENT, params).dicts()
+    }
+    calls = {
+        row["span_id"]: _llm_fields(_with_logged_content(row, logged.get(row["span_id"])))
+        for row in call_rows
+    }
     scores = store.query(queries.TRACE_SCORES, params).dicts()
     return TraceDetail(
         trace_id=trace_id,

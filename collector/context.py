@@ -12,7 +12,8 @@ each one indexed query against what is already stored:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from tokentrail.collector.normalize import CONTEXT_KEYS, ancestry_of, context_of, inherit_context
 from tokentrail.collector.records import LlmCall, Score, Span
@@ -53,6 +54,20 @@ WHERE project_id = {project_id:String}
 """
 
 
+def batch_window(project_id: str, spans: Sequence[Span]) -> dict[str, object]:
+    """Query parameters bounding stored reads to the batch's project and time, widened."""
+    return {
+        "project_id": project_id,
+        "lo": min(s.start_time_unix_nano for s in spans) - _WINDOW_NS,
+        "hi": max(s.end_time_unix_nano for s in spans) + _WINDOW_NS,
+    }
+
+
+def calls_from_rows(rows: Iterable[dict[str, Any]]) -> list[LlmCall]:
+    """Stored ``llm_calls`` rows (every column but project, time and version) as LlmCalls."""
+    return [LlmCall(**row) for row in rows]
+
+
 def _incomplete(call: LlmCall) -> bool:
     return not (call.feature and call.user_id and call.session_id)
 
@@ -79,11 +94,7 @@ class ContextResolver:
         if not spans:
             return []
         batch = ancestry_of(spans)
-        bounds = {
-            "project_id": project_id,
-            "lo": min(s.start_time_unix_nano for s in spans) - _WINDOW_NS,
-            "hi": max(s.end_time_unix_nano for s in spans) + _WINDOW_NS,
-        }
+        bounds = batch_window(project_id, spans)
         waiting = [c for c in calls if _incomplete(c) and _leaves_batch(c, batch)]
         stored_calls: list[LlmCall] = []
         if any(any(context_of(s)) for s in spans):
@@ -91,9 +102,9 @@ class ContextResolver:
             rows = self._store.query(
                 _INCOMPLETE_CALLS, {**bounds, "trace_ids": sorted({s.trace_id for s in spans})}
             ).dicts()
-            stored_calls = [
-                LlmCall(**row) for row in rows if (row["trace_id"], row["span_id"]) not in batch_ids
-            ]
+            stored_calls = calls_from_rows(
+                row for row in rows if (row["trace_id"], row["span_id"]) not in batch_ids
+            )
         if not waiting and not stored_calls:
             return []
         traces = sorted({c.trace_id for c in [*waiting, *stored_calls]})

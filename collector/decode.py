@@ -5,6 +5,9 @@ OTLP/HTTP body (binary protobuf or OTLP/JSON) into the protobuf request, and
 :func:`flatten` turns any request (also one from gRPC) into spans. A span with
 bad ids is rejected on its own, with a message, so one broken span never costs
 the client the rest of its batch.
+
+The body parsing (:func:`parse_request`, with the OTLP/JSON hex-id fix-up) and
+the value helpers are shared by every signal; ``decode_logs`` builds on them.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError as ProtobufDecodeError
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
@@ -40,9 +44,23 @@ _SCALAR_VALUES = frozenset(
 # OTLP/JSON spells ids as hex; protobuf's JSON mapping expects base64 for bytes.
 _JSON_ID_KEYS = ("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id")
 
+IdPath = tuple[tuple[tuple[str, ...], bool], ...]
+"""Where a signal's OTLP/JSON carries ids: per nesting level, the keys of its list
+(camelCase first, as the spec spells it, then the snake_case protobuf also
+accepts) and whether the objects in it hold ids."""
+
+_TRACE_ID_PATH: IdPath = (
+    (("resourceSpans", "resource_spans"), False),
+    (("scopeSpans", "scope_spans"), False),
+    (("spans",), True),
+    (("links",), True),
+)
+
+Request = TypeVar("Request", bound=Message)
+
 
 class DecodeError(ValueError):
-    """The body is not a decodable OTLP trace export (answered with HTTP 400)."""
+    """The body is not a decodable OTLP export (answered with HTTP 400)."""
 
 
 def media_type(content_type: str) -> str:
@@ -52,24 +70,31 @@ def media_type(content_type: str) -> str:
 
 def parse_traces_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     """Parse an OTLP/HTTP trace export body in the encoding its Content-Type names."""
+    return parse_request(body, content_type, ExportTraceServiceRequest, _TRACE_ID_PATH)
+
+
+def parse_request(
+    body: bytes, content_type: str, request_type: type[Request], id_path: IdPath
+) -> Request:
+    """Parse any signal's OTLP/HTTP export body in the encoding its Content-Type names."""
     kind = media_type(content_type)
     if kind == PROTOBUF:
-        return _parse_protobuf(body)
+        return _parse_protobuf(body, request_type)
     if kind == JSON:
-        return _parse_json(body)
+        return _parse_json(body, request_type, id_path)
     raise DecodeError(f"unsupported content type {content_type!r}; use {PROTOBUF} or {JSON}")
 
 
-def _parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
+def _parse_protobuf(body: bytes, request_type: type[Request]) -> Request:
+    request = request_type()
     try:
         request.ParseFromString(body)
     except (ProtobufDecodeError, RecursionError) as exc:
-        raise DecodeError(f"invalid protobuf ExportTraceServiceRequest: {exc}") from exc
+        raise DecodeError(f"invalid protobuf {request_type.__name__}: {exc}") from exc
     return request
 
 
-def _parse_json(body: bytes) -> ExportTraceServiceRequest:
+def _parse_json(body: bytes, request_type: type[Request], id_path: IdPath) -> Request:
     try:
         text = body.decode("utf-8-sig")  # JSON is UTF-8 (RFC 8259); tolerate a BOM
     except UnicodeDecodeError as exc:
@@ -78,31 +103,31 @@ def _parse_json(body: bytes) -> ExportTraceServiceRequest:
         document = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise DecodeError(f"invalid JSON: {exc}") from exc
+    name = request_type.__name__
     if not isinstance(document, dict):
-        raise DecodeError("JSON body must be an object (an ExportTraceServiceRequest)")
-    _hex_ids_to_base64(document)
+        raise DecodeError(f"JSON body must be an object (an {name})")
+    _hex_ids_to_base64(document, id_path)
     try:
         # Unknown fields must be ignored, so newer clients keep working (OTLP spec).
-        return json_format.ParseDict(
-            document, ExportTraceServiceRequest(), ignore_unknown_fields=True
-        )
+        return json_format.ParseDict(document, request_type(), ignore_unknown_fields=True)
     except (json_format.ParseError, RecursionError) as exc:
-        raise DecodeError(f"invalid OTLP/JSON ExportTraceServiceRequest: {exc}") from exc
+        raise DecodeError(f"invalid OTLP/JSON {name}: {exc}") from exc
 
 
-def _hex_ids_to_base64(document: dict[str, Any]) -> None:
-    """Rewrite span and link ids from OTLP/JSON hex to the base64 ParseDict expects.
+def _hex_ids_to_base64(node: dict[str, Any], id_path: IdPath, where: str = "") -> None:
+    """Rewrite the ids along ``id_path`` from OTLP/JSON hex to the base64 ParseDict expects.
 
     Done before parsing because afterwards a hex id has already been read as
     base64 into garbage bytes of a plausible-looking length.
     """
-    for r, resource_spans in _objects(document, "resourceSpans", "resource_spans"):
-        for c, scope_spans in _objects(resource_spans, "scopeSpans", "scope_spans"):
-            for s, span in _objects(scope_spans, "spans"):
-                where = f"resourceSpans[{r}].scopeSpans[{c}].spans[{s}]"
-                _convert_ids(span, where)
-                for k, link in _objects(span, "links"):
-                    _convert_ids(link, f"{where}.links[{k}]")
+    if not id_path:
+        return
+    (keys, holds_ids), deeper = id_path[0], id_path[1:]
+    for i, child in _objects(node, *keys):
+        here = f"{where}.{keys[0]}[{i}]" if where else f"{keys[0]}[{i}]"
+        if holds_ids:
+            _convert_ids(child, here)
+        _hex_ids_to_base64(child, deeper, here)
 
 
 def _objects(parent: dict[str, Any], *keys: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -142,7 +167,7 @@ def flatten(request: ExportTraceServiceRequest) -> tuple[list[Span], list[str]]:
     spans: list[Span] = []
     errors: list[str] = []
     for r, resource_spans in enumerate(request.resource_spans):
-        resource = _attributes(resource_spans.resource.attributes)
+        resource = decode_attributes(resource_spans.resource.attributes)
         for c, scope_spans in enumerate(resource_spans.scope_spans):
             scope = scope_spans.scope
             for s, span in enumerate(scope_spans.spans):
@@ -157,9 +182,9 @@ def flatten(request: ExportTraceServiceRequest) -> tuple[list[Span], list[str]]:
 def _id_problem(span: ProtoSpan) -> str | None:
     """Why the span's ids are unusable, or None: a bad id would corrupt trace trees."""
     problem = (
-        _length_problem("trace_id", span.trace_id, TRACE_ID_BYTES, optional=False)
-        or _length_problem("span_id", span.span_id, SPAN_ID_BYTES, optional=False)
-        or _length_problem("parent_span_id", span.parent_span_id, SPAN_ID_BYTES, optional=True)
+        length_problem("trace_id", span.trace_id, TRACE_ID_BYTES, optional=False)
+        or length_problem("span_id", span.span_id, SPAN_ID_BYTES, optional=False)
+        or length_problem("parent_span_id", span.parent_span_id, SPAN_ID_BYTES, optional=True)
     )
     if problem:
         return problem
@@ -170,15 +195,16 @@ def _id_problem(span: ProtoSpan) -> str | None:
     for k, link in enumerate(span.links):
         # A link may carry an invalid (empty or zero) context when it has
         # attributes (OTel spec), so only the length is checked.
-        problem = _length_problem(
+        problem = length_problem(
             "trace_id", link.trace_id, TRACE_ID_BYTES, optional=True
-        ) or _length_problem("span_id", link.span_id, SPAN_ID_BYTES, optional=True)
+        ) or length_problem("span_id", link.span_id, SPAN_ID_BYTES, optional=True)
         if problem:
             return f"link {k}: {problem}"
     return None
 
 
-def _length_problem(name: str, value: bytes, size: int, *, optional: bool) -> str | None:
+def length_problem(name: str, value: bytes, size: int, *, optional: bool) -> str | None:
+    """Why an id has the wrong length, or None; ``optional`` ids may also be empty."""
     if len(value) == size or (optional and not value):
         return None
     return f"{name} must be {size} bytes, got {len(value)}"
@@ -188,12 +214,12 @@ def _span(span: ProtoSpan, resource: Attributes, scope_name: str, scope_version:
     return Span(
         trace_id=span.trace_id.hex(),
         span_id=span.span_id.hex(),
-        parent_span_id=_hex_or_empty(span.parent_span_id),
+        parent_span_id=hex_or_empty(span.parent_span_id),
         name=span.name,
         kind=_KINDS[span.kind] if 0 <= span.kind < len(_KINDS) else "Unspecified",
         start_time_unix_nano=span.start_time_unix_nano,
         end_time_unix_nano=span.end_time_unix_nano,
-        attributes=_attributes(span.attributes),
+        attributes=decode_attributes(span.attributes),
         # A copy each, so a later stage editing one span cannot touch its siblings.
         resource_attributes=dict(resource),
         scope_name=scope_name,
@@ -202,15 +228,15 @@ def _span(span: ProtoSpan, resource: Attributes, scope_name: str, scope_version:
         status_code=_status_code(span.status.code),
         status_message=span.status.message,
         events=[
-            SpanEvent(event.time_unix_nano, event.name, _attributes(event.attributes))
+            SpanEvent(event.time_unix_nano, event.name, decode_attributes(event.attributes))
             for event in span.events
         ],
         links=[
             SpanLink(
-                _hex_or_empty(link.trace_id),
-                _hex_or_empty(link.span_id),
+                hex_or_empty(link.trace_id),
+                hex_or_empty(link.span_id),
                 link.trace_state,
-                _attributes(link.attributes),
+                decode_attributes(link.attributes),
             )
             for link in span.links
         ],
@@ -221,24 +247,24 @@ def _status_code(code: int) -> str:
     return _STATUS_CODES[code] if 0 <= code < len(_STATUS_CODES) else "Unset"
 
 
-def _hex_or_empty(value: bytes) -> str:
+def hex_or_empty(value: bytes) -> str:
     """Hex of an optional id; an all-zero id means "none", as the OTel Collector renders it."""
     return value.hex() if any(value) else ""
 
 
-def _attributes(pairs: Iterable[KeyValue]) -> Attributes:
-    return {pair.key: _value(pair.value) for pair in pairs}
+def decode_attributes(pairs: Iterable[KeyValue]) -> Attributes:
+    return {pair.key: decode_value(pair.value) for pair in pairs}
 
 
-def _value(value: AnyValue) -> AttributeValue:
+def decode_value(value: AnyValue) -> AttributeValue:
     """An OTLP AnyValue as the matching Python value; unset becomes None."""
     which = value.WhichOneof("value")
     if which in _SCALAR_VALUES:
         return getattr(value, which)
     if which == "array_value":
-        return [_value(item) for item in value.array_value.values]
+        return [decode_value(item) for item in value.array_value.values]
     if which == "kvlist_value":
-        return _attributes(value.kvlist_value.values)
+        return decode_attributes(value.kvlist_value.values)
     # Unset, or string_value_strindex: an index into the profiles signal's
-    # string table, meaningless in traces (the proto says to treat it as absent).
+    # string table, meaningless in traces and logs (the proto says to treat it as absent).
     return None

@@ -1,4 +1,4 @@
-"""One ingest path for every receiver: normalize → resolve context → price → write."""
+"""One ingest path for every receiver: normalize → redact → context, repeats → price → write."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import threading
 from collections.abc import Sequence
 
 from tokentrail.collector.context import ContextResolver
+from tokentrail.collector.duplicates import DuplicateResolver
+from tokentrail.collector.log_content import LogContent
 from tokentrail.collector.normalize import normalize
 from tokentrail.collector.pricing import Pricer
-from tokentrail.collector.records import Score, Span
+from tokentrail.collector.records import LogRecord, Score, Span
+from tokentrail.collector.redact import ContentRedactor
 from tokentrail.collector.writer import Writer
+from tokentrail.redaction import Redactor
 from tokentrail.schema.prices import load_prices
 from tokentrail.schema.store import Store
 
@@ -24,10 +28,14 @@ class IngestPipeline:
     other's spans.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, redactor: Redactor | None = None) -> None:
+        """``redactor``: redact content before it is stored (off when None; see ``redact``)."""
         self._store = store
+        self._redact = ContentRedactor(redactor) if redactor and redactor.active else None
         self._writer = Writer(store)
         self._context = ContextResolver(store)
+        self._duplicates = DuplicateResolver(store)
+        self._log_content = LogContent(store)
         self._pricer = Pricer(load_prices(store))
         self._lock = threading.Lock()
 
@@ -36,12 +44,27 @@ class IngestPipeline:
 
     def ingest(self, project_id: str, spans: Sequence[Span]) -> None:
         calls, scores = normalize(list(spans))
+        if self._redact is not None:
+            self._redact.batch(spans, calls, scores)
         with self._lock:
             completed = self._context.resolve(project_id, spans, calls)
+            repeated = self._duplicates.resolve(project_id, spans, calls, completed)
             for call in calls:
                 self._pricer.price(project_id, call)
             self._context.assign_features(project_id, scores, calls)
-            self._writer.write(project_id, spans, [*calls, *completed], scores)
+            self._writer.write(project_id, spans, [*calls, *completed, *repeated], scores)
+
+    def ingest_logs(self, project_id: str, records: Sequence[LogRecord]) -> None:
+        """Log records as sent, then the LLM content in them, under the call's span.
+
+        Not under the batch lock: content rows are versioned by how many records
+        they were derived from, so concurrent batches cannot overwrite a fuller
+        row with a poorer one.
+        """
+        if self._redact is not None:
+            self._redact.logs(records)
+        self._writer.write_logs(project_id, records)
+        self._writer.write_content(project_id, self._log_content.derive(project_id, records))
 
     def record_scores(self, project_id: str, scores: list[Score]) -> None:
         """Scores sent through the API: same feature resolution, same table."""

@@ -1,9 +1,11 @@
-"""The OTLP/HTTP trace receiver: ``POST /v1/traces`` as the OTLP specification defines it.
+"""The OTLP/HTTP receivers: ``POST /v1/traces`` and ``POST /v1/logs`` as OTLP defines them.
 
-Every answer is one an OTLP exporter understands: 200 with an
-ExportTraceServiceResponse (partial success when spans were rejected), or a
-google.rpc.Status body with 400 (never retried), 413, 415, or 503 with
-Retry-After (retried) — always in the encoding the client used.
+Both signals share one implementation (content type, gzip, size limits, error
+answers); a :class:`_Signal` holds the little that differs. Every answer is one
+an OTLP exporter understands: 200 with the signal's Export*ServiceResponse
+(partial success when items were rejected), or a google.rpc.Status body with
+400 (never retried), 413, 415, or 503 with Retry-After (retried) — always in the
+encoding the client used.
 """
 
 # No `from __future__ import annotations`: FastAPI must evaluate the endpoint
@@ -12,7 +14,8 @@ import json
 import logging
 import zlib
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -20,6 +23,7 @@ from fastapi.routing import APIRoute
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,11 +35,14 @@ from tokentrail.collector.decode import (
     media_type,
     parse_traces_request,
 )
-from tokentrail.collector.records import Span
+from tokentrail.collector.decode_logs import flatten_logs, parse_logs_request
+from tokentrail.collector.records import LogRecord, Span
 
 logger = logging.getLogger(__name__)
 
+Item = TypeVar("Item")
 Ingest = Callable[[str, list[Span]], None]
+LogIngest = Callable[[str, list[LogRecord]], None]
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 RETRY_AFTER_SECONDS = 5
@@ -61,6 +68,33 @@ _OPENAPI_EXTRA = {
 }
 
 
+@dataclass(frozen=True)
+class _Signal(Generic[Item]):
+    """What differs between the OTLP signals; everything else is shared."""
+
+    name: str  # "traces", "logs": the path and the route's name
+    items: str  # what the signal carries, for messages: "spans", "log records"
+    decode: Callable[[bytes, str], tuple[list[Item], list[str]]]  # → items, rejections
+    response_type: type[ExportTraceServiceResponse] | type[ExportLogsServiceResponse]
+    rejected_field: str  # the partial_success field counting rejected items
+
+
+_TRACES = _Signal[Span](
+    "traces",
+    "spans",
+    lambda body, content_type: flatten(parse_traces_request(body, content_type)),
+    ExportTraceServiceResponse,
+    "rejected_spans",
+)
+_LOGS = _Signal[LogRecord](
+    "logs",
+    "log records",
+    lambda body, content_type: flatten_logs(parse_logs_request(body, content_type)),
+    ExportLogsServiceResponse,
+    "rejected_log_records",
+)
+
+
 def otlp_http_router(
     ingest: Ingest,
     project_dependency: Callable[..., str],
@@ -75,24 +109,42 @@ def otlp_http_router(
     them. If it raises, the client gets 503 + Retry-After and sends them again.
     ``max_body_bytes`` bounds the body both as sent and after gunzip.
     """
+    return _signal_router(_TRACES, ingest, project_dependency, max_body_bytes)
+
+
+def otlp_logs_router(
+    ingest: LogIngest,
+    project_dependency: Callable[..., str],
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> APIRouter:
+    """A router serving ``POST /v1/logs``, on the same terms as :func:`otlp_http_router`."""
+    return _signal_router(_LOGS, ingest, project_dependency, max_body_bytes)
+
+
+def _signal_router(
+    signal: _Signal[Item],
+    ingest: Callable[[str, list[Item]], None],
+    project_dependency: Callable[..., str],
+    max_body_bytes: int,
+) -> APIRouter:
     router = APIRouter(route_class=_OtlpRoute)
 
     @router.post(
-        "/v1/traces",
+        f"/v1/{signal.name}",
+        name=f"export_{signal.name}",
         response_class=Response,
-        summary="Receive OTLP trace data (protobuf or JSON, optionally gzip)",
+        summary=f"Receive OTLP {signal.name} data (protobuf or JSON, optionally gzip)",
         openapi_extra=_OPENAPI_EXTRA,
     )
-    async def export_traces(
+    async def export(
         request: Request, project_id: Annotated[str, Depends(project_dependency)]
     ) -> Response:
         content_type = _supported_content_type(request)
         gzipped = _is_gzipped(request)
         body = await _read_body(request, max_body_bytes)
+        upload = _Upload(project_id, body, content_type, gzipped, max_body_bytes)
         # Inflating, decoding and storing are CPU- or I/O-bound: keep them off the event loop.
-        return await run_in_threadpool(
-            _export, ingest, project_id, body, content_type, gzipped, max_body_bytes
-        )
+        return await run_in_threadpool(_export, signal, ingest, upload)
 
     return router
 
@@ -141,45 +193,53 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+@dataclass(frozen=True)
+class _Upload:
+    """One export request as received, before inflating and decoding."""
+
+    project_id: str
+    body: bytes
+    content_type: str
+    gzipped: bool
+    limit: int
+
+
 def _export(
-    ingest: Ingest,
-    project_id: str,
-    body: bytes,
-    content_type: str,
-    gzipped: bool,
-    limit: int,
+    signal: _Signal[Item], ingest: Callable[[str, list[Item]], None], upload: _Upload
 ) -> Response:
     """Decode, store and acknowledge one export; failures leave as HTTPException."""
-    if gzipped:
-        body = _gunzip(body, limit)
+    body = _gunzip(upload.body, upload.limit) if upload.gzipped else upload.body
     try:
-        spans, errors = flatten(parse_traces_request(body, content_type))
+        items, errors = signal.decode(body, upload.content_type)
     except DecodeError as exc:
         raise HTTPException(400, str(exc)) from exc
+    project_id = upload.project_id
     if errors:
         logger.warning(
-            "project %s: rejected %d of %d spans, first: %s",
+            "project %s: rejected %d of %d %s, first: %s",
             project_id,
             len(errors),
-            len(errors) + len(spans),
+            len(errors) + len(items),
+            signal.items,
             errors[0],
         )
-    if spans:
+    if items:
         try:
-            ingest(project_id, spans)
+            ingest(project_id, items)
         except Exception as exc:
             logger.exception(
-                "project %s: storing %d spans failed; answered 503 so the exporter retries",
+                "project %s: storing %d %s failed; answered 503 so the exporter retries",
                 project_id,
-                len(spans),
+                len(items),
+                signal.items,
             )
             raise HTTPException(
                 503,
-                "the spans could not be stored right now; retry later",
+                f"the {signal.items} could not be stored right now; retry later",
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             ) from exc
-    as_json = media_type(content_type) == JSON
-    return _message_response(200, _export_response(errors), as_json=as_json)
+    as_json = media_type(upload.content_type) == JSON
+    return _message_response(200, _export_response(signal, errors), as_json=as_json)
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
@@ -211,15 +271,16 @@ def _gunzip(body: bytes, limit: int) -> bytes:
         raise HTTPException(400, f"invalid gzip body: {exc}") from exc
 
 
-def _export_response(errors: list[str]) -> ExportTraceServiceResponse:
-    """Full success, or partial success naming why spans were rejected (never retried)."""
-    response = ExportTraceServiceResponse()
+def _export_response(signal: _Signal[Item], errors: list[str]) -> Message:
+    """Full success, or partial success naming why items were rejected (never retried)."""
+    response = signal.response_type()
     if errors:
         shown = errors[:MAX_REPORTED_ERRORS]
         message = "; ".join(shown)
         if len(errors) > len(shown):
             message += f"; and {len(errors) - len(shown)} more"
-        response.partial_success.rejected_spans = len(errors)
+        # Both responses spell partial success alike but for the count's name.
+        setattr(response.partial_success, signal.rejected_field, len(errors))
         response.partial_success.error_message = message
     return response
 

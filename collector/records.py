@@ -2,6 +2,8 @@
 
 ``decode`` produces :class:`Span`; ``normalize`` derives :class:`LlmCall` and
 :class:`Score`; ``pricing`` fills an LlmCall's cost; ``writer`` stores all three.
+``decode_logs`` produces :class:`LogRecord`; ``log_content`` derives
+:class:`LlmContent` from the GenAI ones.
 Attribute values keep their OTLP types (str, bool, int, float, bytes, list,
 dict) until the writer flattens them to the string maps of the ``spans`` table.
 """
@@ -98,7 +100,12 @@ class LlmCall:
     prompt: str = ""
     completion: str = ""
     sample_weight: float = 1.0
-    convention: str = ""  # "otel_genai", ...
+    streaming: bool = False
+    convention: str = ""  # "otel_genai", "openinference", "openllmetry", "langfuse"
+    # Attribute keys in an LLM namespace that no convention reader understood.
+    unknown_keys: list[str] = field(default_factory=list)
+    # Span id of the call this one repeats (two instrumentations, one API call); reports skip it.
+    duplicate_of: str = ""
 
     @property
     def model(self) -> str:
@@ -119,3 +126,46 @@ class Score:
     time_unix_nano: int = 0
     score_id: str = ""
     feature: str = ""
+
+
+@dataclass
+class LogRecord:
+    """One decoded OTLP log record with its resource and scope; ids lowercase hex or ''."""
+
+    time_unix_nano: int
+    observed_time_unix_nano: int
+    trace_id: str = ""
+    span_id: str = ""
+    trace_flags: int = 0
+    severity_text: str = ""
+    severity_number: int = 0
+    body: AttributeValue = None
+    attributes: Attributes = field(default_factory=dict)
+    event_name: str = ""
+    resource_attributes: Attributes = field(default_factory=dict)
+    resource_schema_url: str = ""
+    scope_name: str = ""
+    scope_version: str = ""
+    scope_attributes: Attributes = field(default_factory=dict)
+    scope_schema_url: str = ""
+
+    @property
+    def timestamp_unix_nano(self) -> int:
+        """When it happened, else when it was observed: OTLP's rule for a missing time."""
+        return self.time_unix_nano or self.observed_time_unix_nano
+
+    @property
+    def service_name(self) -> str:
+        value = self.resource_attributes.get("service.name")
+        return value if isinstance(value, str) else ""
+
+
+@dataclass
+class LlmContent:
+    """Prompt and completion of one LLM call, derived from the log records of its span."""
+
+    trace_id: str
+    span_id: str
+    prompt: str
+    completion: str
+    records: int  # how many distinct log records it was derived from

@@ -12,7 +12,15 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tokentrail.collector.records import Attributes, AttributeValue, LlmCall, Score, Span
+from tokentrail.collector.records import (
+    Attributes,
+    AttributeValue,
+    LlmCall,
+    LlmContent,
+    LogRecord,
+    Score,
+    Span,
+)
 from tokentrail.schema.store import Store
 
 
@@ -75,7 +83,8 @@ _CALL_FIELDS = (
     "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
     "input_cost_usd", "output_cost_usd", "total_cost_usd", "price_status", "duration_ns",
     "time_to_first_token_s", "status_code", "error_type", "finish_reasons", "response_id",
-    "prompt", "completion", "sample_weight", "convention",
+    "prompt", "completion", "sample_weight", "convention", "streaming", "unknown_keys",
+    "duplicate_of",
 )  # fmt: skip
 
 
@@ -105,6 +114,36 @@ def score_columns(project_id: str, scores: Sequence[Score]) -> dict[str, list[An
     return columns
 
 
+def log_columns(project_id: str, records: Sequence[LogRecord]) -> dict[str, list[Any]]:
+    return {
+        "project_id": [project_id] * len(records),
+        "Timestamp": [r.timestamp_unix_nano for r in records],
+        "ObservedTimestamp": [r.observed_time_unix_nano for r in records],
+        "TraceId": [r.trace_id for r in records],
+        "SpanId": [r.span_id for r in records],
+        "TraceFlags": [r.trace_flags for r in records],
+        "SeverityText": [r.severity_text for r in records],
+        "SeverityNumber": [r.severity_number for r in records],
+        "ServiceName": [r.service_name for r in records],
+        "Body": [flatten_value(r.body) for r in records],
+        "ResourceSchemaUrl": [r.resource_schema_url for r in records],
+        "ResourceAttributes": [flatten_attributes(r.resource_attributes) for r in records],
+        "ScopeSchemaUrl": [r.scope_schema_url for r in records],
+        "ScopeName": [r.scope_name for r in records],
+        "ScopeVersion": [r.scope_version for r in records],
+        "ScopeAttributes": [flatten_attributes(r.scope_attributes) for r in records],
+        "LogAttributes": [flatten_attributes(r.attributes) for r in records],
+        "EventName": [r.event_name for r in records],
+    }
+
+
+def content_columns(project_id: str, contents: Sequence[LlmContent]) -> dict[str, list[Any]]:
+    columns: dict[str, list[Any]] = {"project_id": [project_id] * len(contents)}
+    for name in ("trace_id", "span_id", "prompt", "completion", "records"):
+        columns[name] = [getattr(c, name) for c in contents]
+    return columns
+
+
 class Writer:
     """Writes one ingest batch synchronously; returning means it is stored.
 
@@ -125,3 +164,9 @@ class Writer:
         self._store.insert_columns("spans", span_columns(project_id, list(spans)))
         self._store.insert_columns("llm_calls", llm_call_columns(project_id, list(calls)))
         self._store.insert_columns("scores", score_columns(project_id, list(scores)))
+
+    def write_logs(self, project_id: str, records: Iterable[LogRecord]) -> None:
+        self._store.insert_columns("logs", log_columns(project_id, list(records)))
+
+    def write_content(self, project_id: str, contents: Iterable[LlmContent]) -> None:
+        self._store.insert_columns("llm_call_content", content_columns(project_id, list(contents)))

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.util.types import AttributeValue
 
+from tokentrail._content_guard import ContentGuard
 from tokentrail._runtime import logger
 from tokentrail.context import ContextSpanProcessor
 
@@ -158,7 +159,8 @@ class _Bounded:
 class Pipeline(SpanProcessor):
     """Everything tokentrail adds to a TracerProvider, as one span processor.
 
-    Stamps attribution on span start and batches ended spans to the exporter.
+    Stamps attribution on span start, batches ended spans to the exporter, and
+    applies the content policy to spans from other instrumentations.
     Being a single processor means the provider's own force_flush / shutdown
     (including its atexit hook) also go through the bounded versions here.
     """
@@ -172,7 +174,8 @@ class Pipeline(SpanProcessor):
         self._stamp = ContextSpanProcessor(static_attributes)
         quiet = exporter if isinstance(exporter, QuietExporter) else QuietExporter(exporter)
         self._exporter = quiet
-        self._batch = BatchSpanProcessor(quiet, **batch_options)
+        # Content other instrumentations recorded is cleaned on the export thread.
+        self._batch = BatchSpanProcessor(ContentGuard(quiet), **batch_options)
         self._lock = threading.Lock()
         self._flushing: _Bounded | None = None
         self._closed = False

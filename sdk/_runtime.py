@@ -75,8 +75,12 @@ def get_tracer(tracer_provider: trace.TracerProvider | None = None) -> trace.Tra
     """
     from tokentrail import __version__  # late: the package imports this module
 
-    provider = tracer_provider or _provider or trace.get_tracer_provider()
-    return provider.get_tracer(SCOPE_NAME, __version__)
+    return resolve_provider(tracer_provider).get_tracer(SCOPE_NAME, __version__)
+
+
+def resolve_provider(tracer_provider: trace.TracerProvider | None = None) -> trace.TracerProvider:
+    """The provider get_tracer() would use, for callers that cache their tracer per provider."""
+    return tracer_provider or _provider or trace.get_tracer_provider()
 
 
 def record_error(span: Span, exc: BaseException) -> None:

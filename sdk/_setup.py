@@ -5,7 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.util.types import AttributeValue
 
-from tokentrail import _runtime
+from tokentrail import _runtime, _threads, content, context, instrumentation, sampling, semconv
 from tokentrail._export import (
     DEFAULT_ENDPOINT,
     DEFAULT_TIMEOUT_MS,
@@ -43,6 +43,12 @@ def init(
     resource_attributes: Mapping[str, AttributeValue] | None = None,
     exporter: SpanExporter | None = None,
     tracer_provider: TracerProvider | None = None,
+    instrument: bool | Iterable[str] = True,
+    max_content_chars: int | None = None,
+    redact: content.RedactSetting = None,
+    sample_rate: float | None = None,
+    propagate_threads: bool = True,
+    propagate_baggage: bool = True,
 ) -> TracerProvider:
     """Send this process's traces to a tokentrail collector; call once at startup.
 
@@ -61,6 +67,28 @@ def init(
       false; turn it off where content must not leave the process.
     - exporter: replaces the OTLP exporter (console, in-memory in tests).
     - tracer_provider: attach to this provider instead of the global one.
+    - instrument: trace the installed `openai` and `anthropic` clients (True);
+      False for neither, or a subset such as `("openai",)`. openai calls are
+      wrapped; anthropic's own tracing is configured (it traces through the
+      global provider, see `tokentrail.instrument_anthropic`). `shutdown()`
+      removes tokentrail's instrumentation again.
+    - max_content_chars: size limit of each recorded content attribute's JSON
+      text; else TOKENTRAIL_MAX_CONTENT_CHARS, else 16384; 0 for none. Longer
+      strings inside are cut and end in "…[truncated N chars]", so the JSON
+      stays valid (see `tokentrail._truncate`).
+    - redact: hide personal data and secrets in content before it is recorded:
+      None/True for the built-in patterns (or TOKENTRAIL_REDACT=builtin|off),
+      False for none, a list of `str -> str` callables to run after the
+      built-ins, or a `tokentrail.redaction.Redactor`. Content a callable
+      fails on is dropped, never sent (see `tokentrail.redaction`).
+    - sample_rate: keep this fraction of traces, whole, each span weighted
+      1/rate so reported totals stay unbiased; else TOKENTRAIL_SAMPLE_RATE
+      (see `tokentrail.sampling`). Needs a provider tokentrail creates.
+    - propagate_threads: run threads and ThreadPoolExecutor tasks in a copy of
+      the context that started them, so attribution and the parent span
+      follow (see `tokentrail._threads` for what is and is not carried).
+    - propagate_baggage: put feature/user/session into W3C baggage so they
+      reach downstream services on instrumented outgoing requests.
 
     If the global tracer provider is already an SDK one (the app or another
     vendor configured OpenTelemetry), tokentrail adds its processor to it and
@@ -75,13 +103,23 @@ def init(
             return _active[1]
         existing = tracer_provider or _global_sdk_provider()
         static: dict[str, AttributeValue] = {}
+        sampled = sampling.resolve(sample_rate)
         if existing is None:
             provider = TracerProvider(
                 resource=_resource(service_name, environment, resource_attributes),
+                sampler=sampled.sampler if sampled else None,
                 # Our own atexit hook shuts down within a bound instead.
                 shutdown_on_exit=False,
             )
+            if sampled is not None:
+                static[semconv.SAMPLE_WEIGHT] = sampled.weight
         else:
+            if sampled is not None:
+                logger.warning(
+                    "tokentrail: an existing TracerProvider is in use and its sampler cannot "
+                    "be changed; sample_rate=%s is ignored and spans carry weight 1",
+                    sampled.rate,
+                )
             provider = existing
             if environment is not None:
                 static[ENVIRONMENT] = environment
@@ -103,6 +141,11 @@ def init(
         _active = (pipeline, provider)
         capture = _runtime.capture_content_default() if capture_content is None else capture_content
         _runtime.configure(provider, capture)
+        content.configure(content.content_policy(max_content_chars, redact))
+        context.configure(propagate_baggage)
+        if propagate_threads:
+            _threads.install()
+        instrumentation.instrument(instrument, capture_content=capture)
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
@@ -129,6 +172,11 @@ def shutdown(timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
     with _lock:
         active, _active = _active, None
         _runtime.configure(None, None)
+        if active is not None:
+            instrumentation.uninstrument()
+            content.configure(None)
+            context.configure(True)
+            _threads.uninstall()
     if active is not None:
         active[0].shutdown(timeout_ms)
 

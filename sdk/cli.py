@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tokentrail import __version__
+from tokentrail.redaction import Redactor
 
 if TYPE_CHECKING:
     from tokentrail.schema.store import Store
@@ -24,6 +25,9 @@ log = logging.getLogger("tokentrail")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4318
+# Off by default: the tokentrail SDK redacts before export, and the store is the
+# operator's own; turn it on for apps whose other SDKs send content unredacted.
+REDACT_CHOICES = ("builtin", "off")
 
 
 def _env(name: str, default: str) -> str:
@@ -92,7 +96,14 @@ def serve(args: argparse.Namespace) -> int:
     demo_key = None
     if args.demo and not keyring.is_open:
         demo_key = create_key(store, "demo", name="tokentrail serve --demo")
-    app = create_app(store, keyring, IngestPipeline(store))
+    redact = args.redact.strip().lower()
+    if redact not in REDACT_CHOICES:
+        print(f"tokentrail: --redact must be one of {', '.join(REDACT_CHOICES)}", file=sys.stderr)
+        return 2
+    redactor = Redactor() if redact == "builtin" else None
+    if redactor is not None:
+        log.info("redacting prompts and completions with the built-in patterns before storing")
+    app = create_app(store, keyring, IngestPipeline(store, redactor=redactor))
     server = uvicorn.Server(
         uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
     )
@@ -156,6 +167,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         default=_env("DEMO", "") in ("1", "true"),
         help="also send a few minutes of synthetic LLM traffic through the SDK (TOKENTRAIL_DEMO)",
+    )
+    run.add_argument(
+        "--redact",
+        default=_env("REDACT", "off"),
+        help="redact emails, phone and card numbers and secrets in content before storing it: "
+        "builtin or off (TOKENTRAIL_REDACT; default off)",
     )
     run.set_defaults(handler=serve)
     with_store(commands.add_parser("migrate", help="apply schema migrations")).set_defaults(

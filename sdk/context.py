@@ -1,14 +1,18 @@
 """Who and what an LLM call is for: `feature()` and the processor that stamps it.
 
-Attribution lives in a ContextVar rather than in OTel baggage: it must reach
-spans started by any library (the openai instrumentation, an HTTP client) on
-the same logical thread of work, never leave the process, and follow asyncio
-tasks, which copy the context when they are created.
+Attribution lives in a ContextVar, so it reaches spans started by any library
+(the openai instrumentation, an HTTP client) on the same logical thread of
+work and follows asyncio tasks, which copy the context when they are created.
+Threads are covered by `tokentrail._threads`, which `init()` installs.
 
-Threads do not inherit it: `threading.Thread` and `ThreadPoolExecutor.submit`
-start from an empty context (the OTel parent span is lost the same way). Use
-`asyncio.to_thread`, or `contextvars.copy_context().run(fn)` inside the worker,
-to carry both across.
+Across processes it travels as W3C baggage: `feature()` also puts
+`tokentrail.feature`, `user.id` and `session.id` into the OTel baggage of the
+context it enters, so whatever injects OTel context into outgoing requests
+(`opentelemetry.propagate.inject`, the requests/httpx/aiohttp instrumentations)
+sends them along, and the ContextSpanProcessor of a downstream service stamps
+them from the extracted context when no local scope sets them. Baggage goes
+wherever those instrumentations send requests, third-party APIs included:
+`init(propagate_baggage=False)` keeps it in the process.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
+from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.util.types import AttributeValue
@@ -62,9 +66,32 @@ _current: ContextVar[Attribution] = ContextVar(
 )
 
 
+# init(propagate_baggage=...) decides; on by default, also without init().
+_propagate_baggage = True
+
+_BAGGAGE_KEYS = (semconv.FEATURE, semconv.USER_ID, semconv.SESSION_ID)
+
+
+def configure(propagate_baggage: bool) -> None:
+    """Record init()'s choice about putting attribution into outgoing baggage."""
+    global _propagate_baggage
+    _propagate_baggage = propagate_baggage
+
+
 def current_attribution() -> Attribution:
     """The attribution in effect for the running code."""
     return _current.get()
+
+
+def incoming_attributes(context: otel_context.Context | None = None) -> dict[str, str]:
+    """Attribution an upstream service sent as baggage (read from ``context``, else the
+    current one)."""
+    entries = baggage.get_all(context)
+    if not entries:
+        return {}
+    return {
+        key: value for key in _BAGGAGE_KEYS if isinstance(value := entries.get(key), str) and value
+    }
 
 
 class ContextSpanProcessor(SpanProcessor):
@@ -72,24 +99,40 @@ class ContextSpanProcessor(SpanProcessor):
 
     This is what lets spans from other instrumentations (and the LLM span
     itself) carry feature, user and session, so the collector never has to
-    guess them from an ancestor. Attributes the span already has win.
+    guess them from an ancestor. Precedence: attributes the span already has,
+    then the local `feature()` scope, then baggage from an upstream service
+    (`read_baggage=False` ignores it, e.g. on a service taking requests
+    straight from the internet), then the static attributes.
 
     `init()` installs it; add it yourself when you build your own provider.
     """
 
-    def __init__(self, static_attributes: Mapping[str, AttributeValue] | None = None) -> None:
+    def __init__(
+        self,
+        static_attributes: Mapping[str, AttributeValue] | None = None,
+        read_baggage: bool = True,
+    ) -> None:
         # Static attributes stand in for resource attributes on providers whose
-        # resource we must not change (an application's own provider).
+        # resource we must not change (an application's own provider), and
+        # carry the sample weight.
         self._static = dict(static_attributes or {})
+        self._read_baggage = read_baggage
+        self._failed = False
 
     def on_start(self, span: SdkSpan, parent_context: otel_context.Context | None = None) -> None:
         try:
             existing = span.attributes or {}
-            for key, value in {**self._static, **_current.get().attributes()}.items():
+            incoming = incoming_attributes(parent_context) if self._read_baggage else {}
+            stamps = {**self._static, **incoming, **_current.get().attributes()}
+            for key, value in stamps.items():
                 if key not in existing:
                     span.set_attribute(key, value)
         except Exception:  # a processor must never break the caller's span
-            logger.debug("tokentrail: could not stamp attribution", exc_info=True)
+            if not self._failed:
+                self._failed = True
+                logger.warning(
+                    "tokentrail: could not stamp attribution (logged once)", exc_info=True
+                )
 
 
 class FeatureScope(SyncScope):
@@ -122,13 +165,16 @@ class FeatureScope(SyncScope):
         token = _current.set(_current.get().overridden_by(self._own))
         span: trace.Span | None = None
         span_token: Token[otel_context.Context] | None = None
+        context = _with_baggage(self._own) if _propagate_baggage else None
         if self._make_span:
             span = get_tracer(self._tracer_provider).start_span(
                 self._name,
                 kind=trace.SpanKind.INTERNAL,
                 attributes=_current.get().attributes(),
             )
-            span_token = otel_context.attach(trace.set_span_in_context(span))
+            context = trace.set_span_in_context(span, context)
+        if context is not None:
+            span_token = otel_context.attach(context)
         self._entered.append((token, span, span_token))
         return self
 
@@ -177,6 +223,15 @@ class FeatureScope(SyncScope):
                 return func(*args, **kwargs)
 
         return cast(F, wrapper)
+
+
+def _with_baggage(own: Attribution) -> otel_context.Context:
+    """The current context with this scope's fields in its baggage (an outer scope's
+    fields are already there, so the merge matches `Attribution.overridden_by`)."""
+    context = otel_context.get_current()
+    for key, value in own.attributes().items():
+        context = baggage.set_baggage(key, str(value), context)
+    return context
 
 
 def feature(

@@ -25,3 +25,16 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 @pytest.fixture
 def project_id() -> str:
     return uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def fake_provider() -> Iterator[str]:
+    """Base URL of a fake OpenAI + Anthropic API (see tests/fake_provider.py).
+
+    OpenAI clients take `base_url=fake_provider + "/v1"`, Anthropic clients
+    `base_url=fake_provider`. What it received: `fake_provider.received(url)`.
+    """
+    from fake_provider import FakeProvider  # tests/ is on sys.path under pytest
+
+    with FakeProvider() as server:
+        yield server.url

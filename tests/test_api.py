@@ -338,6 +338,10 @@ def test_detail_is_a_span_tree_with_llm_fields_and_scores(
         "feature": "chat",
         "user_id": "u1",
         "session_id": "s1",
+        "streaming": False,
+        "convention": "",
+        "unknown_keys": [],
+        "duplicate_of": "",
     }
     assert detail["scores"] == [
         {

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.testclient import TestClient
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
@@ -38,6 +34,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.genai.handler import TelemetryHandler
 from opentelemetry.util.genai.types import InputMessage, OutputMessage, Text
+from serving import serving_app
 
 from tokentrail.api.app import create_app
 from tokentrail.api.auth import KeyRing, hash_key
@@ -394,19 +391,8 @@ def app(store: Store, project_id: str) -> FastAPI:
 @pytest.fixture
 def served_url(app: FastAPI) -> Iterator[str]:
     """The app on a real socket, so the SDK's own OTLP exporters can talk to it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_app(app) as base:
+        yield base
 
 
 def send_logs(url: str, logs: list[ReadableLogRecord]) -> None:

@@ -5,15 +5,11 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import socket
-import threading
-import time
 import tracemalloc
 from collections.abc import Iterator
 from typing import Annotated
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Header, HTTPException
 from fastapi.testclient import TestClient
 from google.rpc import status_pb2
@@ -30,6 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from serving import serving_app
 
 from tokentrail.collector.receiver import otlp_http_router
 from tokentrail.collector.records import Span
@@ -395,19 +392,8 @@ def test_openapi_documents_both_encodings(client: TestClient) -> None:
 @pytest.fixture
 def served_url(ingest: RecordingIngest) -> Iterator[str]:
     """The receiver on a real socket, so the OTel SDK's own exporter can talk to it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(make_app(ingest), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}/v1/traces"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_app(make_app(ingest)) as base:
+        yield base + "/v1/traces"
 
 
 @pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])

@@ -22,6 +22,11 @@ threads from ``_thread.start_new_thread`` or C extensions, thread pools that
 do not go through ``ThreadPoolExecutor.submit``, and other processes
 (``multiprocessing``, ``ProcessPoolExecutor``): send those the attribution
 explicitly, or rely on W3C baggage for requests between services.
+
+A long-lived thread started inside a scope (a background worker spawned while
+handling a request) keeps that scope, and that request's span as its parent,
+for its whole life: start such threads outside any scope, or from an empty
+context with ``contextvars.Context().run(thread.start)``.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ A content attribute is JSON (``gen_ai.input.messages`` …), and the collector a
 UI parse it: cutting the JSON text anywhere would leave something nobody can
 read. So the strings inside are shortened instead, the longest first, each cut
 string ending in ``…[truncated N chars]`` (N = characters removed from that
-string), until the whole JSON text fits. Only when the structure alone is over
-the limit (thousands of tiny messages) is the text itself cut and marked, and
-is then no longer valid JSON.
+string, counted after redaction), until the whole JSON text fits. Only when
+the structure alone is over the limit (thousands of tiny messages) is the text
+itself cut and marked, and is then no longer valid JSON.
 """
 
 from __future__ import annotations

@@ -250,5 +250,9 @@ def feature(
     feature, so the LLM calls of one request share a trace and `score()` has a
     span to land on; pass `span=False` when your framework already opened one
     (the attribution is stamped on that and every other span either way).
+
+    After `init()` the scope also reaches threads and thread-pool tasks started
+    inside it (see `tokentrail._threads`) and, as W3C baggage, services called
+    with OTel context propagation.
     """
     return FeatureScope(name, user_id, session_id, span, tracer_provider)

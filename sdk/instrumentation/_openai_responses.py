@@ -135,9 +135,7 @@ def outcome(response: Any, capture: bool) -> Outcome:
             result.cache_read_tokens = usage.input_tokens_details.cached_tokens
         if usage.output_tokens_details is not None:
             result.reasoning_tokens = usage.output_tokens_details.reasoning_tokens
-    tier = getattr(response, "service_tier", None)
-    if isinstance(tier, str):
-        result.extra[semconv.OPENAI_RESPONSE_SERVICE_TIER] = tier
+    result.set_extra(semconv.OPENAI_RESPONSE_SERVICE_TIER, getattr(response, "service_tier", None))
     if capture and parts:
         result.output_messages = [{"role": "assistant", "parts": parts, "finish_reason": finish}]
     return result

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from opentelemetry import trace
@@ -85,44 +85,54 @@ def tool_call_part(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
     return {"type": "tool_call", "id": call_id, "name": name, "arguments": arguments}
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What a response (or a stream, once read) says, before it is written to the span.
 
     Token counts follow OTel GenAI: input includes cached tokens, output
     includes reasoning tokens. `output_messages` is set only when content
-    capture is on.
+    capture is on. Values of the wrong type are dropped when written: the
+    clients do not validate responses, so a field may hold anything.
     """
 
-    response_id: str | None = None
-    response_model: str | None = None
+    response_id: Any = None
+    response_model: Any = None
     finish_reasons: list[str] | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_read_tokens: int | None = None
-    cache_write_tokens: int | None = None
-    reasoning_tokens: int | None = None
+    input_tokens: Any = None
+    output_tokens: Any = None
+    cache_read_tokens: Any = None
+    cache_write_tokens: Any = None
+    reasoning_tokens: Any = None
     output_messages: list[dict[str, Any]] | None = None
-    extra: dict[str, AttributeValue] = field(default_factory=dict)
+    extra: dict[str, AttributeValue] | None = None
+
+    def set_extra(self, key: str, value: Any) -> None:
+        """Keep a provider-specific string attribute (e.g. the system fingerprint)."""
+        if isinstance(value, str):
+            if self.extra is None:
+                self.extra = {}
+            self.extra[key] = value
 
     def attributes(self) -> dict[str, AttributeValue]:
-        pairs: tuple[tuple[str, AttributeValue | None], ...] = (
-            (semconv.RESPONSE_ID, self.response_id if isinstance(self.response_id, str) else None),
-            (
-                semconv.RESPONSE_MODEL,
-                self.response_model if isinstance(self.response_model, str) else None,
-            ),
-            (semconv.RESPONSE_FINISH_REASONS, self.finish_reasons),
-            (semconv.INPUT_TOKENS, integer(self.input_tokens)),
-            (semconv.OUTPUT_TOKENS, integer(self.output_tokens)),
-            (semconv.CACHE_READ_TOKENS, integer(self.cache_read_tokens)),
-            (semconv.CACHE_WRITE_TOKENS, integer(self.cache_write_tokens)),
-            (semconv.REASONING_TOKENS, integer(self.reasoning_tokens)),
-        )
-        attributes: dict[str, AttributeValue] = {
-            key: value for key, value in pairs if value is not None
-        }
-        attributes.update(self.extra)
+        # Plain ifs rather than a loop over pairs: this runs once per model call.
+        attributes: dict[str, AttributeValue] = dict(self.extra) if self.extra else {}
+        if isinstance(self.response_id, str):
+            attributes[semconv.RESPONSE_ID] = self.response_id
+        if isinstance(self.response_model, str):
+            attributes[semconv.RESPONSE_MODEL] = self.response_model
+        if self.finish_reasons:
+            attributes[semconv.RESPONSE_FINISH_REASONS] = self.finish_reasons
+        # `type(x) is int` also rejects bools, which are ints to isinstance.
+        if type(self.input_tokens) is int:
+            attributes[semconv.INPUT_TOKENS] = self.input_tokens
+        if type(self.output_tokens) is int:
+            attributes[semconv.OUTPUT_TOKENS] = self.output_tokens
+        if type(self.cache_read_tokens) is int:
+            attributes[semconv.CACHE_READ_TOKENS] = self.cache_read_tokens
+        if type(self.cache_write_tokens) is int:
+            attributes[semconv.CACHE_WRITE_TOKENS] = self.cache_write_tokens
+        if type(self.reasoning_tokens) is int:
+            attributes[semconv.REASONING_TOKENS] = self.reasoning_tokens
         if self.output_messages:
             attributes[semconv.OUTPUT_MESSAGES] = encode_messages(self.output_messages)
         return attributes

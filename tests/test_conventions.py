@@ -206,6 +206,7 @@ def test_anthropic_sdk_span_with_cache_write() -> None:
         }
     )
     assert (call.cache_read_tokens, call.cache_write_tokens, call.input_tokens) == (1500, 500, 2100)
+    assert call.finish_reasons == ["end_turn"]
     assert call.unknown_keys == []
 
 

@@ -222,7 +222,12 @@ FIELDS: Mapping[str, tuple[str, ...]] = {
     "provided_cost_usd": ("gen_ai.usage.cost",),
     "streaming": ("gen_ai.request.stream",),
     "time_to_first_token_s": ("gen_ai.response.time_to_first_chunk",),
-    "finish_reasons": ("gen_ai.response.finish_reasons", "gen_ai.response.finish_reason"),
+    # The anthropic SDK's own spans (2.x) carry the stop reason only under its own name.
+    "finish_reasons": (
+        "gen_ai.response.finish_reasons",
+        "gen_ai.response.finish_reason",
+        "anthropic.message.stop_reason",
+    ),
     "response_id": ("gen_ai.response.id",),
     "environment": ("deployment.environment.name", "deployment.environment"),
     "feature": (semconv.FEATURE, "gen_ai.agent.name"),

@@ -24,9 +24,9 @@ import anthropic
 import openai
 import pytest
 from fake_provider import MODEL_SUFFIX, REPLY, count_tokens, received
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from sdk_harness import Traced
+from sdk_harness import traced as sdk_traced
 
 import tokentrail
 from tokentrail import semconv
@@ -43,43 +43,16 @@ WEATHER_TOOL = {
 TOOL_ARGUMENTS = '{"city": "fake"}'
 
 
-class Traced:
-    """tokentrail initialised on a private provider with an in-memory exporter."""
-
-    def __init__(self, exporter: InMemorySpanExporter) -> None:
-        self.exporter = exporter
-
-    def spans(self) -> list[ReadableSpan]:
-        assert tokentrail.flush(timeout_ms=5000)
-        return list(self.exporter.get_finished_spans())
-
-    def span(self, name: str) -> ReadableSpan:
-        matches = [s for s in self.spans() if s.name == name]
-        assert len(matches) == 1, [s.name for s in self.spans()]
-        return matches[0]
-
-    def attrs(self, name: str) -> dict[str, Any]:
-        return dict(self.span(name).attributes or {})
-
-
-def _start(capture: bool = True, **options: Any) -> Traced:
-    exporter = InMemorySpanExporter()
-    tokentrail.init(
-        tracer_provider=TracerProvider(), exporter=exporter, capture_content=capture, **options
-    )
-    return Traced(exporter)
-
-
 @pytest.fixture
 def traced() -> Iterator[Traced]:
-    yield _start()
-    tokentrail.shutdown()
+    with sdk_traced(instrument=True) as initialised:
+        yield initialised
 
 
 @pytest.fixture
 def traced_no_content() -> Iterator[Traced]:
-    yield _start(capture=False)
-    tokentrail.shutdown()
+    with sdk_traced(instrument=True, capture_content=False) as initialised:
+        yield initialised
 
 
 @pytest.fixture
@@ -681,24 +654,17 @@ def test_anthropic_through_the_global_provider(fake_provider: str) -> None:
 
 
 def test_init_can_leave_libraries_alone(client: openai.OpenAI) -> None:
-    traced = _start(instrument=False)
-    try:
+    with sdk_traced(instrument=False) as traced:
         client.chat.completions.create(model="plain", messages=[{"role": "user", "content": "x"}])
         assert [s.name for s in traced.spans()] == []
         assert CONTENT_MODE_ENV not in os.environ or os.environ[CONTENT_MODE_ENV] != "content"
-    finally:
-        tokentrail.shutdown()
-    traced = _start(instrument=("anthropic",))
-    try:
+    with sdk_traced(instrument=("anthropic",)) as traced:
         client.chat.completions.create(model="plain", messages=[{"role": "user", "content": "x"}])
         assert [s.name for s in traced.spans()] == []
-    finally:
-        tokentrail.shutdown()
 
 
 def test_instrument_one_client_only_and_never_twice(fake_provider: str) -> None:
-    traced = _start(instrument=False)
-    try:
+    with sdk_traced(instrument=False) as traced:
         mine = openai.OpenAI(base_url=fake_provider + "/v1", api_key="t", max_retries=0)
         other = openai.OpenAI(base_url=fake_provider + "/v1", api_key="t", max_retries=0)
         assert tokentrail.instrument_openai(mine) is mine
@@ -715,8 +681,6 @@ def test_instrument_one_client_only_and_never_twice(fake_provider: str) -> None:
         mine.chat.completions.create(model="gone", **ask)
         other.chat.completions.create(model="gone", **ask)
         assert "chat gone" not in [s.name for s in traced.spans()]
-    finally:
-        tokentrail.shutdown()
 
 
 def test_fake_provider_exposes_what_it_received(

@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from sdk_harness import Traced, traced
 
 import tokentrail
 from tokentrail import semconv
@@ -38,30 +39,10 @@ from tokentrail.demo import run_demo
 # --- fixtures and helpers -------------------------------------------------------------
 
 
-class Sdk:
-    """tokentrail initialised against a private provider and an in-memory exporter."""
-
-    def __init__(self, exporter: InMemorySpanExporter, provider: TracerProvider) -> None:
-        self.exporter = exporter
-        self.provider = provider
-
-    def spans(self) -> list[ReadableSpan]:
-        assert tokentrail.flush(timeout_ms=5000)
-        return list(self.exporter.get_finished_spans())
-
-    def span(self, name: str) -> ReadableSpan:
-        matches = [s for s in self.spans() if s.name == name]
-        assert len(matches) == 1, [s.name for s in self.spans()]
-        return matches[0]
-
-
 @pytest.fixture
-def sdk() -> Iterator[Sdk]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    tokentrail.init(tracer_provider=provider, exporter=exporter, capture_content=True)
-    yield Sdk(exporter, provider)
-    tokentrail.shutdown()
+def sdk() -> Iterator[Traced]:
+    with traced(instrument=True) as initialised:
+        yield initialised
 
 
 def _attrs(span: ReadableSpan) -> dict[str, Any]:
@@ -140,7 +121,7 @@ def _run_python(code: str, env: dict[str, str] | None = None) -> Any:
 # --- feature ---------------------------------------------------------------------------
 
 
-def test_feature_stamps_llm_span_and_opens_a_parent_span(sdk: Sdk) -> None:
+def test_feature_stamps_llm_span_and_opens_a_parent_span(sdk: Traced) -> None:
     with (
         tokentrail.feature("support-chat", user_id="u1", session_id="s1"),
         tokentrail.llm_call(provider="openai", model="gpt-4o-mini"),
@@ -155,7 +136,7 @@ def test_feature_stamps_llm_span_and_opens_a_parent_span(sdk: Sdk) -> None:
     assert root.kind is SpanKind.INTERNAL and root.parent is None
 
 
-def test_feature_stamps_spans_from_other_instrumentations(sdk: Sdk) -> None:
+def test_feature_stamps_spans_from_other_instrumentations(sdk: Traced) -> None:
     tracer = sdk.provider.get_tracer("some.http.client")
     with tokentrail.feature("summarize", user_id="u1", span=False):
         with tracer.start_as_current_span("GET /doc"):
@@ -167,7 +148,7 @@ def test_feature_stamps_spans_from_other_instrumentations(sdk: Sdk) -> None:
     assert "summarize" not in [s.name for s in sdk.spans()]  # span=False opened none
 
 
-def test_feature_nesting_overrides_only_what_it_sets(sdk: Sdk) -> None:
+def test_feature_nesting_overrides_only_what_it_sets(sdk: Traced) -> None:
     with tokentrail.feature("outer", user_id="u1", session_id="s1"):
         with tokentrail.feature("inner", user_id="u2"):
             assert current_attribution() == tokentrail.context.Attribution("inner", "u2", "s1")
@@ -186,7 +167,7 @@ def test_feature_nesting_overrides_only_what_it_sets(sdk: Sdk) -> None:
     assert _attrs(sdk.span("chat outer-model"))[semconv.USER_ID] == "u1"
 
 
-def test_feature_decorator_sync_applies_per_call(sdk: Sdk) -> None:
+def test_feature_decorator_sync_applies_per_call(sdk: Traced) -> None:
     @tokentrail.feature("code-review", user_id="u9")
     def review(n: int) -> tuple[str | None, int]:
         with tokentrail.llm_call(provider="anthropic", model=f"m{n}"):
@@ -201,7 +182,7 @@ def test_feature_decorator_sync_applies_per_call(sdk: Sdk) -> None:
     assert _attrs(sdk.span("chat m2"))[semconv.USER_ID] == "u9"
 
 
-def test_feature_decorator_async_applies_when_awaited(sdk: Sdk) -> None:
+def test_feature_decorator_async_applies_when_awaited(sdk: Traced) -> None:
     @tokentrail.feature("summarize", session_id="s7")
     async def summarize() -> str | None:
         await asyncio.sleep(0)
@@ -216,7 +197,7 @@ def test_feature_decorator_async_applies_when_awaited(sdk: Sdk) -> None:
     assert _attrs(sdk.span("chat gemini-2.5-flash"))[semconv.FEATURE] == "summarize"
 
 
-def test_feature_follows_asyncio_tasks(sdk: Sdk) -> None:
+def test_feature_follows_asyncio_tasks(sdk: Traced) -> None:
     async def one_user(user: str) -> None:
         async with tokentrail.feature("search-rerank", user_id=user):
             await asyncio.sleep(0)  # interleave the tasks
@@ -247,7 +228,7 @@ def test_feature_refuses_generators() -> None:
             yield 1
 
 
-def test_feature_span_records_errors(sdk: Sdk) -> None:
+def test_feature_span_records_errors(sdk: Traced) -> None:
     with pytest.raises(KeyError), tokentrail.feature("broken"):
         raise KeyError("nope")
     assert sdk.span("broken").status.status_code is StatusCode.ERROR
@@ -256,7 +237,7 @@ def test_feature_span_records_errors(sdk: Sdk) -> None:
 # --- llm_call --------------------------------------------------------------------------
 
 
-def test_llm_call_span_name_kind_and_attributes(sdk: Sdk) -> None:
+def test_llm_call_span_name_kind_and_attributes(sdk: Traced) -> None:
     with tokentrail.llm_call(
         provider="anthropic",
         model="claude-sonnet-4-5",
@@ -295,7 +276,7 @@ def test_llm_call_span_name_kind_and_attributes(sdk: Sdk) -> None:
     assert call.span.get_span_context() == span.context
 
 
-def test_llm_call_operation_and_backfilled_times(sdk: Sdk) -> None:
+def test_llm_call_operation_and_backfilled_times(sdk: Traced) -> None:
     start = time.time_ns() - 120 * 10**9
     with tokentrail.llm_call(
         provider="openai", model="text-embedding-3-small", operation="embeddings",
@@ -307,7 +288,7 @@ def test_llm_call_operation_and_backfilled_times(sdk: Sdk) -> None:
     assert _attrs(span)["gen_ai.operation.name"] == "embeddings"
 
 
-def test_llm_call_exception_propagates_unchanged(sdk: Sdk) -> None:
+def test_llm_call_exception_propagates_unchanged(sdk: Traced) -> None:
     class RateLimitError(Exception):
         pass
 
@@ -322,7 +303,7 @@ def test_llm_call_exception_propagates_unchanged(sdk: Sdk) -> None:
     assert trace.get_current_span() is trace.INVALID_SPAN  # context restored
 
 
-def test_llm_call_content_as_otel_messages(sdk: Sdk) -> None:
+def test_llm_call_content_as_otel_messages(sdk: Traced) -> None:
     with tokentrail.llm_call(provider="openai", model="m") as call:
         call.record(
             finish_reasons="stop",
@@ -348,7 +329,7 @@ def test_llm_call_content_as_otel_messages(sdk: Sdk) -> None:
     ]
 
 
-def test_llm_call_string_prompt_is_one_user_message(sdk: Sdk) -> None:
+def test_llm_call_string_prompt_is_one_user_message(sdk: Traced) -> None:
     with tokentrail.llm_call(provider="openai", model="m") as call:
         call.record(prompt="What is 2+2?")
     assert json.loads(_attrs(sdk.span("chat m"))["gen_ai.input.messages"]) == [
@@ -390,7 +371,7 @@ def _evaluations(span: ReadableSpan) -> list[dict[str, Any]]:
     return [dict(e.attributes or {}) for e in span.events if e.name == semconv.EVALUATION_EVENT]
 
 
-def test_score_on_current_span(sdk: Sdk) -> None:
+def test_score_on_current_span(sdk: Traced) -> None:
     with tokentrail.llm_call(provider="openai", model="m"):
         tokentrail.score("helpfulness", 0.75, comment="clear answer")
         tokentrail.score("thumbs_up", False, source="human")
@@ -419,7 +400,7 @@ def test_score_on_current_span(sdk: Sdk) -> None:
     ]
 
 
-def test_score_with_explicit_ids_after_span_ended(sdk: Sdk) -> None:
+def test_score_with_explicit_ids_after_span_ended(sdk: Traced) -> None:
     with tokentrail.feature("support-chat"), tokentrail.llm_call(provider="openai", model="m") as c:
         pass
     tokentrail.score("thumbs_up", True, trace_id=c.trace_id, span_id=c.span_id)
@@ -444,7 +425,7 @@ def test_score_with_explicit_ids_after_span_ended(sdk: Sdk) -> None:
     assert semconv.SCORE_TARGET_SPAN_ID not in _attrs(trace_level)
 
 
-def test_score_never_raises(sdk: Sdk, caplog: pytest.LogCaptureFixture) -> None:
+def test_score_never_raises(sdk: Traced, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="tokentrail")
     tokentrail.score("orphan", 1.0)  # no current span
     tokentrail.score("bad-id", 1.0, trace_id="not-hex", span_id="00f067aa0ba902b7")
@@ -460,7 +441,7 @@ def test_score_never_raises(sdk: Sdk, caplog: pytest.LogCaptureFixture) -> None:
 # --- init, flush, shutdown -------------------------------------------------------------
 
 
-def test_init_is_idempotent(sdk: Sdk, caplog: pytest.LogCaptureFixture) -> None:
+def test_init_is_idempotent(sdk: Traced, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="tokentrail")
     again = tokentrail.init(tracer_provider=TracerProvider(), exporter=InMemorySpanExporter())
     assert again is sdk.provider

@@ -24,17 +24,7 @@ from tokentrail.collector.normalize import otel_genai_content
 from tokentrail.collector.records import Attributes, LlmContent, LogRecord, Span, SpanEvent
 from tokentrail.collector.writer import flatten_attributes, flatten_value
 from tokentrail.schema.store import Store
-
-CONTENT_EVENTS = frozenset(
-    {
-        "gen_ai.client.inference.operation.details",
-        "gen_ai.system.message",
-        "gen_ai.user.message",
-        "gen_ai.assistant.message",
-        "gen_ai.tool.message",
-        "gen_ai.choice",
-    }
-)
+from tokentrail.semconv import GENAI_CONTENT_EVENTS
 
 # Span events have no body, so their senders put it in this attribute, and the
 # normalizer looks for it there; a log record's body goes to the same place.
@@ -89,7 +79,7 @@ def event_name(record: LogRecord) -> str:
 def _content_record(record: LogRecord) -> _Record | None:
     """The record in stored form if it is GenAI content of a span, else None."""
     event = event_name(record)
-    if event not in CONTENT_EVENTS or not (record.trace_id and record.span_id):
+    if event not in GENAI_CONTENT_EVENTS or not (record.trace_id and record.span_id):
         return None
     return _Record(
         record.trace_id,
@@ -147,7 +137,7 @@ class LogContent:
             "hi": max(times) + _WINDOW_S,
             "trace_ids": sorted({r.trace_id for r in batch}),
             "span_ids": sorted({r.span_id for r in batch}),
-            "events": sorted(CONTENT_EVENTS),
+            "events": sorted(GENAI_CONTENT_EVENTS),
             "limit": MAX_STORED_RECORDS,
         }
         rows = self._store.query(_STORED_RECORDS, params).rows

@@ -19,7 +19,8 @@ from collections.abc import Iterable, Sequence
 
 from tokentrail.collector.log_content import event_name
 from tokentrail.collector.records import Attributes, LlmCall, LogRecord, Score, Span, SpanEvent
-from tokentrail.redaction import CONTENT_EVENTS, Redactor, redact_attributes, scrub_value
+from tokentrail.redaction import Redactor, redact_attributes, scrub_value
+from tokentrail.semconv import GENAI_CONTENT_EVENTS
 
 
 class ContentRedactor:
@@ -45,7 +46,7 @@ class ContentRedactor:
 
     def logs(self, records: Sequence[LogRecord]) -> None:
         for record in records:
-            content_event = event_name(record) in CONTENT_EVENTS
+            content_event = event_name(record) in GENAI_CONTENT_EVENTS
             if content_event:
                 record.body = scrub_value(record.body, self._redactor.json_text)
             keys = list(record.attributes) if content_event else None
@@ -59,7 +60,7 @@ class ContentRedactor:
     def _event(self, event: SpanEvent) -> None:
         # The deprecated per-message events flatten the message into attributes
         # such as `content`, so every attribute of a content event is content.
-        keys = list(event.attributes) if event.name in CONTENT_EVENTS else None
+        keys = list(event.attributes) if event.name in GENAI_CONTENT_EVENTS else None
         event.attributes = self._attributes(event.attributes, keys)
 
     def _attributes(self, attributes: Attributes, keys: list[str] | None = None) -> Attributes:

@@ -16,7 +16,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from tokentrail._runtime import SCOPE_NAME, logger
 from tokentrail.content import ContentPolicy, current_policy
-from tokentrail.redaction import CONTENT_EVENTS, redact_attributes
+from tokentrail.redaction import redact_attributes
+from tokentrail.semconv import GENAI_CONTENT_EVENTS
 
 
 class ContentGuard(SpanExporter):
@@ -64,7 +65,7 @@ def _cleaned(span: ReadableSpan, policy: ContentPolicy) -> ReadableSpan:
     events: list[Event] = []
     events_changed = False
     for event in span.events:
-        keys = list(event.attributes or {}) if event.name in CONTENT_EVENTS else None
+        keys = list(event.attributes or {}) if event.name in GENAI_CONTENT_EVENTS else None
         changed = redact_attributes(event.attributes or {}, policy.scrub, keys)
         if changed is None:
             events.append(event)

@@ -419,21 +419,6 @@ CONTENT_PREFIXES: tuple[str, ...] = (
     "llm.prompts.",
 )
 
-CONTENT_EVENTS: frozenset[str] = frozenset(
-    {
-        "gen_ai.client.inference.operation.details",
-        "gen_ai.system.message",
-        "gen_ai.user.message",
-        "gen_ai.assistant.message",
-        "gen_ai.tool.message",
-        "gen_ai.choice",
-        "gen_ai.content.prompt",
-        "gen_ai.content.completion",
-    }
-)
-"""Events whose every attribute is message content (the deprecated events flatten the
-message body into attributes such as ``content`` and ``tool_calls``)."""
-
 
 def is_content_key(key: str) -> bool:
     return key in CONTENT_KEYS or key.startswith(CONTENT_PREFIXES)

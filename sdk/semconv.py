@@ -59,3 +59,19 @@ SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+
+# GenAI events that carry message content, as span events or as log records. The
+# deprecated ones flatten the message body into attributes such as ``content``
+# and ``tool_calls``, so every attribute of these events is content.
+GENAI_CONTENT_EVENTS: frozenset[str] = frozenset(
+    {
+        "gen_ai.client.inference.operation.details",
+        "gen_ai.system.message",
+        "gen_ai.user.message",
+        "gen_ai.assistant.message",
+        "gen_ai.tool.message",
+        "gen_ai.choice",
+        "gen_ai.content.prompt",
+        "gen_ai.content.completion",
+    }
+)

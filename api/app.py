@@ -27,5 +27,5 @@ def create_app(store: Store, keyring: KeyRing, pipeline: IngestPipeline) -> Fast
     app.include_router(health_router(store))
     app.include_router(otlp_http_router(pipeline.ingest, project))
     app.include_router(otlp_logs_router(pipeline.ingest_logs, project))
-    app.include_router(api_router(store, project, pipeline.record_scores))
+    app.include_router(api_router(store, project, pipeline.record_scores, price_book=pipeline))
     return app

@@ -185,6 +185,62 @@ class FeatureList(BaseModel):
     features: list[FeatureReport]
 
 
+class ModelReport(BaseModel):
+    model: str = Field(description="The response model, else the requested one.")
+    calls: int = Field(description="Estimated calls: each stored call counts its sample weight.")
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Usd
+    cost_per_call_usd: Usd | None = Field(
+        description="Cost of priced and provided calls over their number; null if none."
+    )
+    unpriced_calls: int
+    latency_ms: Latency
+
+
+class ModelList(BaseModel):
+    feature: str
+    start: Timestamp
+    end: Timestamp
+    models: list[ModelReport] = Field(description="By spend, highest first.")
+
+
+class UserSpend(BaseModel):
+    user_id: str = Field(description='"" collects calls that carried no user.')
+    calls: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Usd
+
+
+class UserList(BaseModel):
+    feature: str
+    start: Timestamp
+    end: Timestamp
+    users: list[UserSpend] = Field(description="By spend, highest first.")
+
+
+class SeriesPoint(BaseModel):
+    start: Timestamp = Field(description="Start of the bucket.")
+    value: float | None = Field(
+        description="null when the bucket has nothing to measure (no priced calls, say)."
+    )
+    samples: float = Field(description="Calls (weighted) or scores behind the value.")
+
+
+class FeatureTimeseries(BaseModel):
+    feature: str
+    metric: str
+    interval: str
+    start: Timestamp
+    end: Timestamp
+    points: list[SeriesPoint] = Field(
+        description="Buckets with data, oldest first; a missing bucket had no calls or scores."
+    )
+
+
 # --- scores ---------------------------------------------------------------------------
 
 

@@ -1,4 +1,7 @@
-"""Every SQL statement the query API runs, in one place.
+"""The SQL of the trace views and score look-ups, in one place.
+
+Spend and quality reports read rollups instead; their statements are composed
+by ``rollup_read`` (``metrics``, ``features``, ``feature_breakdowns``).
 
 Rules kept by each statement:
 
@@ -139,54 +142,6 @@ SELECT
 FROM scores FINAL
 WHERE project_id = {project_id:String} AND trace_id = {trace_id:String}
 ORDER BY Timestamp, score_id
-"""
-
-# Estimates are unbiased under sampling: every stored call stands for
-# `sample_weight` calls. Money is multiplied by a Decimal weight so the sum stays
-# Decimal (Decimal * Float64 would silently become a float); a weight of 1 is
-# exact. Latency percentiles are of the stored calls, unweighted.
-FEATURE_CALLS = f"""
-SELECT
-    feature,
-    sum(sample_weight) AS calls,
-    sumIf(sample_weight, status_code = 'Error') AS errors,
-    sum(input_tokens * sample_weight) AS input_tokens,
-    sum(output_tokens * sample_weight) AS output_tokens,
-    sum(total_cost_usd * toDecimal64(sample_weight, 6)) AS cost_usd,
-    sumIf(total_cost_usd * toDecimal64(sample_weight, 6),
-          price_status IN ('priced', 'provided')) AS priced_cost_usd,
-    sumIf(sample_weight, price_status IN ('priced', 'provided')) AS priced_calls,
-    sumIf(sample_weight, price_status = 'unpriced') AS unpriced_calls,
-    arraySort(groupUniqArrayIf(if(response_model != '', response_model, request_model),
-                               price_status = 'unpriced')) AS unpriced_models,
-    quantiles(0.5, 0.95)(duration_ns) AS latency_ns
-FROM llm_calls FINAL
-WHERE project_id = {{project_id:String}} AND {_IN_WINDOW} AND duplicate_of = ''
-    AND ({{service:String}} = '' OR service = {{service:String}})
-GROUP BY feature
-ORDER BY cost_usd DESC, feature
-"""
-
-# Scores count in the window they were given in (a human rating yesterday's
-# answer today counts today). With a service filter, only scores of traces that
-# made LLM calls from that service — looked up without a lower time bound, since
-# a score may arrive long after its trace.
-FEATURE_SCORES = f"""
-SELECT
-    feature,
-    name,
-    data_type,
-    if(data_type = 'categorical', string_value, '') AS label,
-    count() AS count,
-    sum(value) AS value_sum
-FROM scores FINAL
-WHERE project_id = {{project_id:String}} AND {_IN_WINDOW}
-    AND ({{service:String}} = '' OR trace_id IN (
-        SELECT trace_id FROM llm_calls FINAL
-        WHERE project_id = {{project_id:String}} AND service = {{service:String}}
-            AND Timestamp < fromUnixTimestamp64Nano({{end_ns:Int64}})
-    ))
-GROUP BY feature, name, data_type, label
 """
 
 # The feature a new score belongs to: the scored span's own call first, else the

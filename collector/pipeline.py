@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 from tokentrail.collector.context import ContextResolver
@@ -12,10 +13,14 @@ from tokentrail.collector.normalize import normalize
 from tokentrail.collector.pricing import Pricer
 from tokentrail.collector.records import LogRecord, Score, Span
 from tokentrail.collector.redact import ContentRedactor
+from tokentrail.collector.reprice import RepriceCounts, RepriceScope, reprice_calls
 from tokentrail.collector.writer import Writer
 from tokentrail.redaction import Redactor
 from tokentrail.schema.prices import load_prices
 from tokentrail.schema.store import Store
+
+# In server mode the API and collectors may run as separate processes.
+PRICE_REFRESH_SECONDS = 30.0
 
 
 class IngestPipeline:
@@ -28,19 +33,38 @@ class IngestPipeline:
     other's spans.
     """
 
-    def __init__(self, store: Store, redactor: Redactor | None = None) -> None:
-        """``redactor``: redact content before it is stored (off when None; see ``redact``)."""
+    def __init__(
+        self,
+        store: Store,
+        redactor: Redactor | None = None,
+        price_refresh_s: float = PRICE_REFRESH_SECONDS,
+    ) -> None:
+        """``redactor``: redact content before it is stored (off when None; see ``redact``).
+
+        ``price_refresh_s``: re-read the price table at most this often, so a
+        price changed by another process (API, ``prices import``) reaches ingest.
+        """
         self._store = store
         self._redact = ContentRedactor(redactor) if redactor and redactor.active else None
         self._writer = Writer(store)
         self._context = ContextResolver(store)
         self._duplicates = DuplicateResolver(store)
         self._log_content = LogContent(store)
-        self._pricer = Pricer(load_prices(store))
+        self._price_refresh_s = price_refresh_s
+        self.reload_prices()
         self._lock = threading.Lock()
 
     def reload_prices(self) -> None:
+        """Price from the stored table as it is now (after an API change, or periodically)."""
         self._pricer = Pricer(load_prices(self._store))
+        self._prices_loaded_at = time.monotonic()
+
+    def reprice(self, project_id: str, scope: RepriceScope) -> RepriceCounts:
+        """Re-price stored calls with the current table, pages under the batch lock."""
+        self.reload_prices()
+        return reprice_calls(
+            self._store, self._writer, self._pricer, project_id, scope, guard=self._lock
+        )
 
     def ingest(self, project_id: str, spans: Sequence[Span]) -> None:
         calls, scores = normalize(list(spans))
@@ -49,6 +73,8 @@ class IngestPipeline:
         with self._lock:
             completed = self._context.resolve(project_id, spans, calls)
             repeated = self._duplicates.resolve(project_id, spans, calls, completed)
+            if time.monotonic() - self._prices_loaded_at >= self._price_refresh_s:
+                self.reload_prices()
             for call in calls:
                 self._pricer.price(project_id, call)
             self._context.assign_features(project_id, scores, calls)

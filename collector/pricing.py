@@ -13,24 +13,29 @@ Finding the price, in order of precedence:
    provider matches a call from any provider: Azure OpenAI, Bedrock and Vertex
    resell the vendors' models (at list price by default; a project overrides),
    and old senders spell providers loosely. A model priced under several
-   providers, none the call's, stays unpriced rather than guessed;
+   providers, none the call's, is priced only when their rows in effect all
+   charge the same rates (resellers at list price, as an imported LiteLLM table
+   lists them); otherwise it stays unpriced rather than guessed;
 5. among the rows left, the latest ``effective_from`` not after the call's
    (UTC) date.
 
 No match is ``unpriced`` with zero costs, never a silent $0 ``priced``.
+
+A row with a long-context tier charges the whole call at the tier's rates once
+the prompt exceeds the tier's threshold (see ``ModelPrice.for_prompt``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal, localcontext
 from functools import lru_cache
 
 from tokentrail.collector.records import LlmCall
-from tokentrail.schema.prices import SHIPPED_PROJECT, ModelPrice
+from tokentrail.schema.prices import SHIPPED_PROJECT, ModelPrice, first_set
 
 # llm_calls cost columns are Decimal(38, 12).
 _SCALE = Decimal("1e-12")
@@ -48,11 +53,6 @@ def _usd(tokens_times_per_mtok: Decimal) -> Decimal:
     return _quantize(tokens_times_per_mtok.scaleb(-6))  # scaleb: an exact shift
 
 
-def _or(rate: Decimal | None, fallback: Decimal) -> Decimal:
-    # Not `rate or fallback`: a rate of 0 (free cache reads) is a real rate.
-    return fallback if rate is None else rate
-
-
 def cost_of(price: ModelPrice, call: LlmCall) -> tuple[Decimal, Decimal]:
     """(input cost, output cost) of ``call`` at ``price``, each rounded to 12 decimals.
 
@@ -61,7 +61,8 @@ def cost_of(price: ModelPrice, call: LlmCall) -> tuple[Decimal, Decimal]:
     own rate and only the remainder at the base rate. A sender reporting more
     cached than input tokens (or more reasoning than output tokens) evidently
     counts them on top instead, so the whole base count is then priced at the
-    base rate and the subset added at its own rate.
+    base rate and the subset added at its own rate. The prompt a tier threshold
+    is compared with is every input token, cached ones included.
     """
     cache_read, cache_write = call.cache_read_tokens, call.cache_write_tokens
     cached = cache_read + cache_write
@@ -70,15 +71,16 @@ def cost_of(price: ModelPrice, call: LlmCall) -> tuple[Decimal, Decimal]:
     visible = (
         call.output_tokens - reasoning if reasoning <= call.output_tokens else call.output_tokens
     )
+    price = price.for_prompt(uncached + cached)
     base_in, base_out = price.input_per_mtok, price.output_per_mtok
     with localcontext() as context:
         context.prec = _PRECISION
         input_cost = (
             uncached * base_in
-            + cache_read * _or(price.cache_read_per_mtok, base_in)
-            + cache_write * _or(price.cache_write_per_mtok, base_in)
+            + cache_read * first_set(price.cache_read_per_mtok, base_in)
+            + cache_write * first_set(price.cache_write_per_mtok, base_in)
         )
-        output_cost = visible * base_out + reasoning * _or(price.reasoning_per_mtok, base_out)
+        output_cost = visible * base_out + reasoning * first_set(price.reasoning_per_mtok, base_out)
     return _usd(input_cost), _usd(output_cost)
 
 
@@ -87,9 +89,6 @@ class _Row:
     price: ModelPrice
     model: str  # lowercased
     pattern: re.Pattern[str] | None
-
-    def named(self, name: str) -> bool:
-        return self.model == name
 
     def patterned(self, name: str) -> bool:
         return self.pattern is not None and self.pattern.fullmatch(name) is not None
@@ -105,10 +104,21 @@ def _compile(pattern: str) -> re.Pattern[str] | None:
         return None
 
 
+def _latest(rows: list[_Row]) -> _Row:
+    return max(rows, key=lambda r: r.price.effective_from)
+
+
 def _for_provider(rows: list[_Row], provider: str, strict: bool) -> list[_Row]:
     if strict:
         return [row for row in rows if row.price.provider.lower() in ("", provider)]
-    return rows if len({row.price.provider for row in rows}) == 1 else []
+    by_provider: dict[str, list[_Row]] = {}
+    for row in rows:
+        by_provider.setdefault(row.price.provider, []).append(row)
+    if len(by_provider) <= 1:
+        return rows
+    # Several sellers, none the call's: a price they all agree on is no guess.
+    in_effect = [_latest(sold) for _, sold in sorted(by_provider.items())]
+    return in_effect[:1] if len({row.price.rates for row in in_effect}) == 1 else []
 
 
 def model_names(call: LlmCall) -> tuple[str, ...]:
@@ -130,10 +140,15 @@ class Pricer:
     """Prices LLM calls from a snapshot of ``model_prices``; rebuild it to reload."""
 
     def __init__(self, prices: Iterable[ModelPrice]) -> None:
-        self._rows: dict[str, list[_Row]] = {}
+        # Per scope: rows by exact name, and the rows with a pattern. An imported
+        # LiteLLM table holds thousands of names; a lookup reads one of them.
+        self._named: dict[str, dict[str, list[_Row]]] = {}
+        self._patterned: dict[str, list[_Row]] = {}
         for price in prices:
             row = _Row(price, price.model.strip().lower(), _compile(price.match_pattern))
-            self._rows.setdefault(price.project_id, []).append(row)
+            self._named.setdefault(price.project_id, {}).setdefault(row.model, []).append(row)
+            if row.pattern is not None:
+                self._patterned.setdefault(price.project_id, []).append(row)
         # Ingest prices every call; the same few models recur endlessly.
         self._cached_find = lru_cache(maxsize=8192)(self._find)
 
@@ -151,15 +166,19 @@ class Pricer:
         provider = provider.strip().lower()
         for strict in (True, False):
             for scope in scopes:
-                rows = [r for r in self._rows.get(scope, ()) if r.price.effective_from <= on]
                 for name in names:
-                    for matches in (_Row.named, _Row.patterned):
+                    for rows in self._matching(scope, name):
                         found = _for_provider(
-                            [r for r in rows if matches(r, name)], provider, strict
+                            [r for r in rows if r.price.effective_from <= on], provider, strict
                         )
                         if found:
-                            return max(found, key=lambda r: r.price.effective_from).price
+                            return _latest(found).price
         return None
+
+    def _matching(self, scope: str, name: str) -> Iterator[list[_Row]]:
+        """Rows of ``scope`` named ``name`` exactly, then rows whose pattern matches it."""
+        yield self._named.get(scope, {}).get(name, [])
+        yield [row for row in self._patterned.get(scope, ()) if row.patterned(name)]
 
     def price(self, project_id: str, call: LlmCall) -> None:
         """Fill ``call``'s input/output/total cost and ``price_status`` in place."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from tokentrail.collector.records import (
     Attributes,
@@ -21,7 +21,10 @@ from tokentrail.collector.records import (
     Score,
     Span,
 )
+from tokentrail.collector.rollup_feed import settle_calls, settle_scores
 from tokentrail.schema.store import Store
+
+T = TypeVar("T")
 
 
 def flatten_value(value: AttributeValue) -> str:
@@ -144,11 +147,34 @@ def content_columns(project_id: str, contents: Sequence[LlmContent]) -> dict[str
     return columns
 
 
+def last_per_key(items: Iterable[T], key: Callable[[T], Hashable]) -> list[T]:
+    """One item per key, the last one given, where the first stood.
+
+    The raw tables keep one row per key, and two rows of one key in one insert
+    share a version, so which one survives would be up to the engine; the
+    rollups must count the one that does.
+    """
+    return list({key(item): item for item in items}.values())
+
+
+def _call_key(call: LlmCall) -> Hashable:
+    # The identity llm_calls de-duplicates on (its sorting key, per project).
+    return call.start_time_unix_nano // 1_000_000_000, call.trace_id, call.span_id
+
+
+def _score_key(score: Score) -> Hashable:
+    return score.trace_id, score.score_id
+
+
 class Writer:
     """Writes one ingest batch synchronously; returning means it is stored.
 
     Spans go first: if a later block fails, the batch is answered with an error
     and re-sent, and the re-sent spans collapse into the ones already stored.
+    Calls and scores are settled into the rollups right after they are stored
+    (``rollup_feed``); a re-sent batch settles whatever a failed one left undone.
+    Every writer of ``llm_calls`` and ``scores`` must come through here, or run
+    ``rollup_feed.reconcile`` over what it wrote.
     """
 
     def __init__(self, store: Store) -> None:
@@ -161,9 +187,13 @@ class Writer:
         calls: Iterable[LlmCall] = (),
         scores: Iterable[Score] = (),
     ) -> None:
+        unique_calls = last_per_key(calls, _call_key)
+        unique_scores = last_per_key(scores, _score_key)
         self._store.insert_columns("spans", span_columns(project_id, list(spans)))
-        self._store.insert_columns("llm_calls", llm_call_columns(project_id, list(calls)))
-        self._store.insert_columns("scores", score_columns(project_id, list(scores)))
+        self._store.insert_columns("llm_calls", llm_call_columns(project_id, unique_calls))
+        settle_calls(self._store, project_id, unique_calls)
+        self._store.insert_columns("scores", score_columns(project_id, unique_scores))
+        settle_scores(self._store, project_id, unique_scores)
 
     def write_logs(self, project_id: str, records: Iterable[LogRecord]) -> None:
         self._store.insert_columns("logs", log_columns(project_id, list(records)))

@@ -1,4 +1,4 @@
-"""The ``tokentrail`` command: serve, migrate, keys, version.
+"""The ``tokentrail`` command: serve, migrate, keys, alerts, prices, version.
 
 Server parts are imported inside the commands that need them, so the light
 SDK install (no ``[server]`` extra) still answers ``tokentrail version``.
@@ -13,6 +13,8 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tokentrail import __version__
@@ -73,6 +75,7 @@ def _start_demo(server: object, host: str, port: int, api_key: str | None) -> No
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from tokentrail.api.alerts.scheduler import start_alerts
     from tokentrail.api.app import create_app
     from tokentrail.api.auth import KEYS_ENV, KeyRing, create_key, is_loopback, parse_env_keys
     from tokentrail.collector.pipeline import IngestPipeline
@@ -116,7 +119,10 @@ def serve(args: argparse.Namespace) -> int:
     )
     if args.demo:
         _start_demo(server, args.host, args.port, demo_key)
+    alerts = start_alerts(store, args.alert_interval)
     server.run()
+    if alerts is not None:
+        alerts.stop()
     store.close()
     return 0
 
@@ -136,6 +142,35 @@ def keys_create(args: argparse.Namespace) -> int:
     store = _ready_store(args.data_dir)
     print(create_key(store, args.project, name=args.name))
     store.close()
+    return 0
+
+
+def alerts_evaluate(args: argparse.Namespace) -> int:
+    from tokentrail.api.alerts.scheduler import run_once
+
+    store = _ready_store(args.data_dir)
+    print(run_once(store, project_id=args.project).summary())
+    store.close()
+    return 0
+
+
+def prices_import(args: argparse.Namespace) -> int:
+    from tokentrail.collector.price_import import import_prices
+
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"tokentrail: {exc}", file=sys.stderr)
+        return 2
+    store = _ready_store(args.data_dir)
+    try:
+        report = import_prices(store, text, args.project, args.effective_from)
+    except ValueError as exc:
+        print(f"tokentrail: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print("\n".join(report.lines()))
     return 0
 
 
@@ -174,6 +209,13 @@ def _parser() -> argparse.ArgumentParser:
         help="redact emails, phone and card numbers and secrets in content before storing it: "
         "builtin or off (TOKENTRAIL_REDACT; default off)",
     )
+    run.add_argument(
+        "--alert-interval",
+        type=float,
+        default=os.environ.get("TOKENTRAIL_ALERT_INTERVAL"),  # argparse applies type=float
+        help="seconds between alert evaluations, 0 disables (TOKENTRAIL_ALERT_INTERVAL; "
+        "default 60 on the embedded store, off with a ClickHouse server: use cron there)",
+    )
     run.set_defaults(handler=serve)
     with_store(commands.add_parser("migrate", help="apply schema migrations")).set_defaults(
         handler=migrate
@@ -185,6 +227,32 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--project", required=True)
     create.add_argument("--name", default="")
     create.set_defaults(handler=keys_create)
+    alerts = commands.add_parser("alerts", help="alert rules").add_subparsers(
+        dest="alerts_command", required=True
+    )
+    once = with_store(alerts.add_parser("evaluate", help="evaluate every alert rule once"))
+    once.add_argument("--project", default=None, help="only this project's rules")
+    once.set_defaults(handler=alerts_evaluate)
+    prices = commands.add_parser("prices", help="the model price table").add_subparsers(
+        dest="prices_command", required=True
+    )
+    load = with_store(
+        prices.add_parser(
+            "import",
+            help="import prices from a tokentrail price file or LiteLLM's "
+            "model_prices_and_context_window.json",
+        )
+    )
+    load.add_argument("file")
+    load.add_argument("--project", default="", help="as this project's prices (default: shared)")
+    load.add_argument(
+        "--effective-from",
+        type=date.fromisoformat,
+        default=None,
+        help="YYYY-MM-DD the LiteLLM prices take effect (default: today for models already "
+        "priced, every call for new ones)",
+    )
+    load.set_defaults(handler=prices_import)
     commands.add_parser("version", help="print the version").set_defaults(handler=version)
     return parser
 

@@ -15,8 +15,10 @@ from tokentrail.collector.records import LlmCall
 from tokentrail.schema import Store
 from tokentrail.schema.prices import (
     ModelPrice,
+    delete_prices,
     insert_prices,
     load_prices,
+    project_prices,
     seed_shipped_prices,
     shipped_prices,
 )
@@ -46,7 +48,13 @@ def row(
     cache_read: str | None = None,
     cache_write: str | None = None,
     reasoning: str | None = None,
+    tier: dict[str, Any] | None = None,
 ) -> ModelPrice:
+    """A price row; ``tier`` holds tier_* fields, rates as strings."""
+    tier_fields = {
+        name: value if name == "tier_threshold_tokens" else D(value)
+        for name, value in (tier or {}).items()
+    }
     return ModelPrice(
         project_id=project_id,
         provider=provider,
@@ -59,6 +67,7 @@ def row(
         cache_write_per_mtok=None if cache_write is None else D(cache_write),
         reasoning_per_mtok=None if reasoning is None else D(reasoning),
         source="test",
+        **tier_fields,
     )
 
 
@@ -140,7 +149,68 @@ def test_price_fills_the_call() -> None:
     assert call.price_status == "priced"
 
 
-# --- status ----------------------------------------------------------------------------
+# --- long-context tiers ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("input_tokens", "input_cost", "output_cost"),
+    [
+        # at the threshold: base rates. 200,000 x $1.25; 1,000 x $10
+        (200_000, "0.25", "0.01"),
+        # one token over: the WHOLE call at the tier. 200,001 x $2.50; 1,000 x $15
+        (200_001, "0.5000025", "0.015"),
+    ],
+)
+def test_gemini_2_5_pro_above_200k_is_charged_whole_at_the_tier(
+    input_tokens: int, input_cost: str, output_cost: str
+) -> None:
+    call = make_call(
+        "gemini-2.5-pro-002", provider="gcp.gemini", input_tokens=input_tokens, output_tokens=1_000
+    )
+    priced(SHIPPED, call)
+    assert (call.input_cost_usd, call.output_cost_usd) == (D(input_cost), D(output_cost))
+
+
+def test_cached_tokens_count_towards_the_threshold() -> None:
+    # Sonnet 4.5 through Bedrock: 250,000 prompt tokens, 200,000 of them cache reads.
+    call = make_call(
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        provider="aws.bedrock",
+        input_tokens=250_000,
+        cache_read_tokens=200_000,
+        cache_write_tokens=10_000,
+        output_tokens=1_000,
+    )
+    priced(SHIPPED, call)
+    # 40,000 x $6 + 200,000 x $0.60 + 10,000 x $7.50 = 435,000 per M; 1,000 x $22.50
+    assert (call.input_cost_usd, call.output_cost_usd) == (D("0.435"), D("0.0225"))
+
+
+def test_cache_counted_on_top_of_input_also_counts_towards_the_threshold() -> None:
+    tiered = row("m", "1", "2", tier={"tier_threshold_tokens": 1_000, "tier_input_per_mtok": "3"})
+    # 600 cached > 500 input: counted on top, a 1,100-token prompt. 500 x $3 + 600 x $3
+    call = make_call("m", input_tokens=500, cache_read_tokens=600)
+    assert cost_of(tiered, call)[0] == D("0.0033")
+
+
+def test_rates_a_tier_leaves_out_stay_the_base_rates() -> None:
+    tiered = row(
+        "m",
+        "1",
+        "2",
+        cache_read="0.1",
+        tier={"tier_threshold_tokens": 10, "tier_input_per_mtok": "4"},
+    )
+    call = make_call("m", input_tokens=1_000, cache_read_tokens=500, output_tokens=1_000)
+    # 500 x $4 + 500 x $0.10 (base cache rate) = 2,050 per M; 1,000 x $2 (base output)
+    assert cost_of(tiered, call) == (D("0.00205"), D("0.002"))
+
+
+def test_grok_4_above_128k() -> None:
+    call = make_call("grok-4-0709", provider="x_ai", input_tokens=128_001, output_tokens=1_000)
+    priced(SHIPPED, call)
+    # 128,001 x $6 = 768,006 per M; 1,000 x $30
+    assert (call.input_cost_usd, call.output_cost_usd) == (D("0.768006"), D("0.03"))
 
 
 def test_provided_cost_wins() -> None:
@@ -267,6 +337,34 @@ def test_a_model_sold_by_several_providers_is_not_guessed(provider: str) -> None
     assert priced(pricer, make_call("llama-3", provider=provider)).price_status == "unpriced"
 
 
+def test_sellers_agreeing_on_the_price_are_no_guess() -> None:
+    # An imported LiteLLM table lists Azure's gpt-4o next to OpenAI's, at one price.
+    pricer = Pricer(
+        [
+            row("gpt-x", "2", "8", provider="openai"),
+            row("gpt-x", "2", "8", provider="azure.ai.openai", effective_from="2025-01-01"),
+        ]
+    )
+    call = make_call("gpt-x", provider="", input_tokens=10**6)
+    assert (priced(pricer, call).price_status, call.input_cost_usd) == ("priced", D(2))
+
+
+def test_sellers_agree_by_the_rows_in_effect_on_the_day() -> None:
+    pricer = Pricer(
+        [
+            row("gpt-x", "2", "8", provider="openai"),
+            row("gpt-x", "5", "8", provider="azure.ai.openai"),
+            row("gpt-x", "2", "8", provider="azure.ai.openai", effective_from="2025-06-01"),
+        ]
+    )
+    assert priced(pricer, make_call("gpt-x", provider="", on="2025-05-01")).price_status == (
+        "unpriced"
+    )
+    assert priced(pricer, make_call("gpt-x", provider="", on="2025-07-01")).price_status == (
+        "priced"
+    )
+
+
 def test_a_provider_agnostic_row_matches_any_provider() -> None:
     pricer = Pricer(
         [row("llama-3", "1", "1", provider=""), row("llama-3", "2", "2", provider="together")]
@@ -289,7 +387,13 @@ def test_shipped_table_is_well_formed() -> None:
             re.compile(price.match_pattern)
 
 
-_SNAPSHOT_SUFFIX = {"openai": "-2025-01-01", "anthropic": "-20250101", "gcp.gemini": "-001"}
+_SNAPSHOT_SUFFIX = {
+    "openai": "-2025-01-01",
+    "anthropic": "-20250101",
+    "gcp.gemini": "-001",
+    "mistral_ai": "-2501",
+    "x_ai": "-latest",
+}
 
 
 def test_every_snapshot_name_resolves_to_its_own_family() -> None:
@@ -308,6 +412,46 @@ def test_shipped_anthropic_cache_rates() -> None:
         if price.provider == "anthropic":
             assert price.cache_read_per_mtok == price.input_per_mtok * D("0.1")
             assert price.cache_write_per_mtok == price.input_per_mtok * D("1.25")
+
+
+def test_shipped_tiers_are_surcharges() -> None:
+    tiered = [p for p in shipped_prices() if p.tier_threshold_tokens is not None]
+    assert {p.model for p in tiered} >= {"gemini-2.5-pro", "claude-sonnet-4-5", "claude-sonnet-4"}
+    for price in tiered:
+        assert price.tier_threshold_tokens and price.tier_threshold_tokens >= 100_000
+        above = price.for_prompt(price.tier_threshold_tokens + 1)
+        assert above.input_per_mtok > price.input_per_mtok
+        assert above.output_per_mtok >= price.output_per_mtok
+        assert price.for_prompt(price.tier_threshold_tokens) is price
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "on", "rates"),
+    [
+        # DeepSeek V3.2-Exp price cut on 2025-09-29, cache hits at a tenth.
+        ("deepseek", "deepseek-chat", "2025-10-01", ("0.28", "0.42", "0.028")),
+        ("deepseek", "deepseek-reasoner", "2025-09-10", ("0.56", "1.68", "0.07")),
+        ("deepseek", "deepseek-reasoner", "2025-03-01", ("0.55", "2.19", "0.14")),
+        ("mistral_ai", "mistral-large-latest", "2025-10-01", ("2", "6", None)),
+        ("mistral_ai", "codestral-2508", "2025-10-01", ("0.3", "0.9", None)),
+        ("mistral_ai", "mistral-embed", "2025-10-01", ("0.1", "0", None)),
+        ("x_ai", "grok-4-fast-non-reasoning", "2025-10-01", ("0.2", "0.5", "0.05")),
+        ("x_ai", "grok-3-mini-latest", "2025-10-01", ("0.3", "0.5", "0.075")),
+        ("openai", "text-embedding-ada-002", "2025-10-01", ("0.1", "0", None)),
+        ("gcp.gemini", "gemini-embedding-001", "2025-10-01", ("0.15", "0", None)),
+    ],
+)
+def test_shipped_providers(
+    provider: str, model: str, on: str, rates: tuple[str, str, str | None]
+) -> None:
+    found = SHIPPED.find("", provider, (model,), date.fromisoformat(on))
+    assert found is not None
+    cache = found.cache_read_per_mtok
+    assert (found.input_per_mtok, found.output_per_mtok, cache) == (
+        D(rates[0]),
+        D(rates[1]),
+        None if rates[2] is None else D(rates[2]),
+    )
 
 
 def test_shipped_prices_keep_decimal_digits() -> None:
@@ -364,3 +508,44 @@ def test_project_rows_round_trip_and_override(store: Store, project_id: str) -> 
     pricer = Pricer(loaded)
     assert priced(pricer, call, project_id).total_cost_usd == D("7.5")
     assert priced(pricer, call, "another").total_cost_usd == D("12.5")
+
+
+def test_tiers_round_trip(store: Store, project_id: str) -> None:
+    tier = {
+        "tier_threshold_tokens": 200_000,
+        "tier_input_per_mtok": "6",
+        "tier_reasoning_per_mtok": "0",
+    }
+    own = row("long", "3", "15", project_id=project_id, tier=tier)
+    insert_prices(store, [own])
+    (stored,) = [p for p in project_prices(store, project_id) if p.project_id == project_id]
+    assert stored == own
+    assert stored.tier_reasoning_per_mtok == 0 and stored.tier_output_per_mtok is None
+
+
+def test_project_prices_are_the_projects_and_the_shipped_ones(
+    store: Store, project_id: str
+) -> None:
+    seed_shipped_prices(store)
+    insert_prices(store, [row("mine", "1", "1", project_id=project_id)])
+    insert_prices(store, [row("theirs", "1", "1", project_id=project_id + "-other")])
+    scopes = {p.project_id for p in project_prices(store, project_id)}
+    assert scopes == {"", project_id}
+
+
+def test_deleting_a_projects_rows(store: Store, project_id: str) -> None:
+    insert_prices(
+        store,
+        [
+            row("m", "1", "1", project_id=project_id),
+            row("m", "2", "2", project_id=project_id, effective_from="2025-01-01"),
+            row("m", "3", "3", project_id=project_id, provider="azure.ai.openai"),
+        ],
+    )
+    assert delete_prices(store, project_id, "m", "openai", date(2025, 1, 1)) == 1
+    assert delete_prices(store, project_id, "m", "azure.ai.openai") == 1
+    assert [p.input_per_mtok for p in project_prices(store, project_id) if p.model == "m"] == [1]
+    assert delete_prices(store, project_id, "m") == 1
+    assert delete_prices(store, project_id, "m") == 0
+    with pytest.raises(ValueError):
+        delete_prices(store, "", "gpt-4o")

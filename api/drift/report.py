@@ -93,11 +93,9 @@ def _side(value: Any, samples: Any, stddev: Any = None) -> Side:
     return Side(finite(value), int(samples), finite(stddev))
 
 
-def _call_comparisons(
-    row: dict[str, Any], spend: dict[str, Any] | None, min_samples: int
-) -> list[Comparison]:
+def _call_comparisons(row: dict[str, Any], min_samples: int) -> list[Comparison]:
     calls_enough = enough(row["calls_b"], row["calls_c"], min_samples)
-    comparisons = [
+    return [
         mean_test(
             "cost_per_call",
             _side(row["cost_mean_b"], row["priced_b"], row["cost_sd_b"]),
@@ -112,19 +110,14 @@ def _call_comparisons(
             row["tokens_p"],
             calls_enough,
         ),
-    ]
-    if spend is not None:
-        comparisons.append(
-            mean_test(
-                "spend_rate",
-                _side(spend["spend_mean_b"], spend["hours_b"], spend["spend_sd_b"]),
-                _side(spend["spend_mean_c"], spend["hours_c"], spend["spend_sd_c"]),
-                spend["spend_p"],
-                # The hours are fixed by the windows; the calls make them worth testing.
-                calls_enough and enough(spend["hours_b"], spend["hours_c"], SPEND_RATE_MIN_HOURS),
-            )
-        )
-    comparisons += [
+        mean_test(
+            "spend_rate",
+            _side(row["spend_mean_b"], row["hours_b"], row["spend_sd_b"]),
+            _side(row["spend_mean_c"], row["hours_c"], row["spend_sd_c"]),
+            row["spend_p"],
+            # The hours are fixed by the windows; the calls make them worth testing.
+            calls_enough and enough(row["hours_b"], row["hours_c"], SPEND_RATE_MIN_HOURS),
+        ),
         rank_test(
             "latency_p95",
             _side(row["latency_p95_b"], row["calls_b"]),
@@ -142,7 +135,6 @@ def _call_comparisons(
             calls_enough,
         ),
     ]
-    return comparisons
 
 
 def _score_comparison(row: dict[str, Any], min_samples: int) -> Comparison:
@@ -161,20 +153,14 @@ def _score_comparison(row: dict[str, Any], min_samples: int) -> Comparison:
     )
 
 
-def _by_group(rows: list[dict[str, Any]]) -> dict[Group, dict[str, Any]]:
-    return {(row["feature"], row["model"]): row for row in rows}
-
-
 def compare(store: Store, project_id: str, query: DriftQuery) -> dict[Group, list[Comparison]]:
-    """Every metric's comparison, per group; three statements, one pass each."""
+    """Every metric's comparison, per group: one pass over calls, one over scores."""
     params = query.params(project_id)
-    calls = _by_group(store.query(sql.CALL_STATS, params).dicts())
-    spend = _by_group(store.query(sql.SPEND_RATE, params).dicts())
-    scores_sql = sql.SCORE_STATS_BY_MODEL if query.model_scoped else sql.SCORE_STATS
     groups: dict[Group, list[Comparison]] = {
-        group: _call_comparisons(row, spend.get(group), query.min_samples)
-        for group, row in calls.items()
+        (row["feature"], row["model"]): _call_comparisons(row, query.min_samples)
+        for row in store.query(sql.CALL_STATS, params).dicts()
     }
+    scores_sql = sql.SCORE_STATS_BY_MODEL if query.model_scoped else sql.SCORE_STATS
     score_rows = sorted(store.query(scores_sql, params).dicts(), key=lambda row: row["name"])
     for row in score_rows:
         comparison = _score_comparison(row, query.min_samples)

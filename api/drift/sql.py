@@ -1,4 +1,4 @@
-"""The SQL of drift: one pass per source computes both windows' statistics per group.
+"""The SQL of drift: one pass per table computes both windows' statistics per group.
 
 Each statement reads ``[start_ns, end_ns)`` once and splits it with
 ``is_current`` (``Timestamp >= split_ns``): index 0 is the baseline, 1 the
@@ -50,14 +50,22 @@ _CALLS_IN_SCOPE = f"""
 """
 
 # Per group: each side's call count, cost per priced call, tokens per call,
-# errors and latency p95, with ClickHouse's tests. Welch for the two means (a
-# bill is calls times mean cost, so the mean is what matters, and Welch allows the
-# variance to move with it); Mann-Whitney for latency (heavy-tailed: a few
-# timeouts would swamp a t-test's variance, ranks are immune). mannWhitneyUTest
-# throws on an empty side, which would fail the whole statement for one sparse
-# group: its state is finalized only where both sides have `min_samples` calls,
-# which short-circuit evaluation of `if` guarantees (set here explicitly, in
-# case a server profile turned it off).
+# hourly spend, errors and latency p95, with ClickHouse's tests. Welch for the
+# means (a bill is calls times mean cost, so the mean is what matters, and Welch
+# lets the variance move with it); Mann-Whitney for latency (heavy-tailed: a few
+# timeouts would swamp a t-test's variance, ranks are immune to them).
+#
+# mannWhitneyUTest throws on an empty side, which would fail the whole statement
+# for one sparse group: its state is finalized only where both sides have
+# `min_samples` calls, which short-circuit evaluation of `if` guarantees (set
+# here explicitly, in case a server profile turned it off).
+#
+# Spend rate compares spend per hour: `sumResample` sums the weighted cost of
+# each hour since start_ns into one array per group in the same pass, an hour
+# without calls summing to $0 as it must, and `welchTTest` runs over that array
+# (baseline hours, then current ones). Both windows are whole hours, so no hour
+# straddles the split. Spend is a total, so unlike the per-call values it is
+# weighted.
 CALL_STATS = f"""
 SELECT
     feature,
@@ -84,12 +92,26 @@ SELECT
        finalizeAggregation(mannWhitneyUTestState(latency_ms, is_current)),
        (nan, nan)) AS latency_test,
     tupleElement(latency_test, 1) AS latency_u,
-    tupleElement(latency_test, 2) AS latency_p
+    tupleElement(latency_test, 2) AS latency_p,
+    sumResample(0, {{hours:UInt32}}, 1)(cost * sample_weight, hour) AS hourly_spend,
+    arraySlice(hourly_spend, 1, {{baseline_hours:UInt32}}) AS spend_b,
+    arraySlice(hourly_spend, {{baseline_hours:UInt32}} + 1) AS spend_c,
+    length(spend_b) AS hours_b,
+    length(spend_c) AS hours_c,
+    arrayAvg(spend_b) AS spend_mean_b,
+    arrayAvg(spend_c) AS spend_mean_c,
+    arrayReduce('stddevSamp', spend_b) AS spend_sd_b,
+    arrayReduce('stddevSamp', spend_c) AS spend_sd_c,
+    tupleElement(arrayReduce('welchTTest', hourly_spend,
+        arrayMap(h -> toUInt8(h >= {{baseline_hours:UInt32}}), range({{hours:UInt32}}))), 2)
+        AS spend_p
 FROM (
     SELECT
         feature,
         {_GROUP_MODEL} AS group_model,
         toFloat64(total_cost_usd) AS cost,
+        sample_weight,
+        intDiv(toUnixTimestamp64Nano(Timestamp) - {{start_ns:Int64}}, {HOUR_NS}) AS hour,
         price_status IN ('priced', 'provided') AS priced,
         toFloat64(input_tokens + output_tokens) AS tokens,
         duration_ns / 1e6 AS latency_ms,
@@ -99,38 +121,6 @@ FROM (
 )
 GROUP BY feature, model
 SETTINGS short_circuit_function_evaluation = 'enable'
-"""
-
-# Spend per hour, baseline hours against current hours. Hours are counted from
-# start_ns, and both windows are whole hours, so no hour straddles the split.
-# An hour without calls spent $0 and must count as such: WITH FILL adds it,
-# per group (the sorting prefix before `hour`).
-SPEND_RATE = f"""
-SELECT
-    feature,
-    group_model AS model,
-    countIf(NOT is_current) AS hours_b,
-    countIf(is_current) AS hours_c,
-    avgIf(spend, NOT is_current) AS spend_mean_b,
-    avgIf(spend, is_current) AS spend_mean_c,
-    stddevSampIf(spend, NOT is_current) AS spend_sd_b,
-    stddevSampIf(spend, is_current) AS spend_sd_c,
-    tupleElement(welchTTest(spend, is_current), 2) AS spend_p
-FROM (
-    SELECT feature, group_model, spend, hour >= {{baseline_hours:UInt32}} AS is_current
-    FROM (
-        SELECT
-            feature,
-            {_GROUP_MODEL} AS group_model,
-            intDiv(toUnixTimestamp64Nano(Timestamp) - {{start_ns:Int64}}, {HOUR_NS}) AS hour,
-            toFloat64(sum(total_cost_usd * toDecimal64(sample_weight, 6))) AS spend
-        {_CALLS_IN_SCOPE}
-        GROUP BY feature, group_model, hour
-        ORDER BY feature, group_model, hour WITH FILL FROM 0 TO {{hours:UInt32}}
-    )
-)
-GROUP BY feature, model
-SETTINGS use_with_fill_by_sorting_prefix = 1
 """
 
 # Numeric and boolean scores (stored 1/0); categorical labels have no mean.

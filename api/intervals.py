@@ -6,12 +6,10 @@ hourly and daily buckets line up with the rollups' hours and a chart's days.
 
 from __future__ import annotations
 
-import re
+from tokentrail.api.durations import seconds
 
 # A chart has no use for more points, and each is a row to sum.
 MAX_BUCKETS = 2_000
-_UNITS = {"m": 60, "h": 3_600, "d": 86_400}
-_INTERVAL = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
 
 
 class BadInterval(ValueError):
@@ -19,13 +17,16 @@ class BadInterval(ValueError):
 
 
 def interval_seconds(interval: str) -> int:
-    """Seconds in ``interval`` (``<n><m|h|d>``)."""
-    match = _INTERVAL.match(interval)
-    if match is None:
+    """Seconds in ``interval``: whole minutes, hours or days (rollups have no finer grain)."""
+    try:
+        step_s = seconds(interval)
+    except ValueError:
+        step_s = 0
+    if not step_s or step_s % 60:
         raise BadInterval(
             "interval must be a whole number of minutes, hours or days, e.g. 5m, 1h, 1d"
         )
-    return int(match[1]) * _UNITS[match[2]]
+    return step_s
 
 
 def check_bucket_count(start_ns: int, end_ns: int, step_s: int, interval: str) -> None:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from statistics import fmean, stdev
 
-from tokentrail.api.alerts.durations import seconds
 from tokentrail.api.alerts.models import Budget, Number, RuleScope, RuleSpec, Spike, Threshold
+from tokentrail.api.durations import seconds
 from tokentrail.api.metrics import Point, Scope, series, value
 from tokentrail.api.timewindow import rfc3339, to_ns
 from tokentrail.schema.store import Store

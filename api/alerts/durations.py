@@ -1,4 +1,4 @@
-"""Durations as people write them in rules: ``30s``, ``15m``, ``1h``, ``7d``.
+"""The durations a rule may hold (parsed by :mod:`tokentrail.api.durations`).
 
 Rules keep the text the user wrote (it reads back as sent); the evaluator asks
 for seconds.
@@ -6,20 +6,10 @@ for seconds.
 
 from __future__ import annotations
 
-import re
+from tokentrail.api.durations import seconds
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-_DURATION = re.compile(r"^([1-9][0-9]{0,6})([smhd])$")
 MINUTE = 60
 MAX_WINDOW_S = 31 * 86_400
-
-
-def seconds(text: str) -> int:
-    """Seconds in ``text``; raises ValueError with the accepted forms."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise ValueError(f"{text!r} is not a duration: write e.g. 30s, 15m, 1h or 7d")
-    return int(match[1]) * _UNITS[match[2]]
 
 
 def check_window(text: str) -> str:
@@ -39,11 +29,3 @@ def check_interval(text: str) -> str:
     if seconds(text) < MINUTE:
         raise ValueError(f"interval {text!r} must be at least 1m")
     return text.strip()
-
-
-def text(length_s: int) -> str:
-    """The shortest spelling of ``length_s``: 3600 → ``1h``, 90 → ``90s``."""
-    for unit in ("d", "h", "m"):
-        if length_s % _UNITS[unit] == 0:
-            return f"{length_s // _UNITS[unit]}{unit}"
-    return f"{length_s}s"

@@ -17,12 +17,12 @@ from typing import Literal
 
 from tokentrail.api.alerts.conditions import Finding, MetricReader, check
 from tokentrail.api.alerts.deliver import Deliverer
-from tokentrail.api.alerts.durations import seconds
 from tokentrail.api.alerts.history import record_deliveries, record_event
 from tokentrail.api.alerts.links import query_link
 from tokentrail.api.alerts.models import AlertPayload, EvaluatedWindow
 from tokentrail.api.alerts.rules import StoredRule, enabled_rules
 from tokentrail.api.alerts.state import NEVER_FIRED, AlertState, load_states, save_state
+from tokentrail.api.durations import seconds
 from tokentrail.api.timewindow import rfc3339
 from tokentrail.schema.store import Store
 

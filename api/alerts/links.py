@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-from tokentrail.api.alerts.durations import text
 from tokentrail.api.alerts.models import RuleScope
+from tokentrail.api.durations import text
 from tokentrail.api.timewindow import rfc3339
 
 

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from tokentrail.api.alerts.durations import check_interval, check_window, seconds
+from tokentrail.api.alerts.durations import check_interval, check_window
+from tokentrail.api.durations import seconds
 from tokentrail.api.metrics import Scope, check_metric
 from tokentrail.api.models import Timestamp
 

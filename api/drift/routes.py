@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime
 
-from tokentrail.api.alerts.durations import seconds
 from tokentrail.api.drift.models import DriftReport
 from tokentrail.api.drift.report import DriftQuery, drift_report
+from tokentrail.api.durations import seconds
 from tokentrail.api.errors import invalid
 from tokentrail.api.timewindow import to_ns
 from tokentrail.schema.store import Store

@@ -160,8 +160,9 @@ class ScoreMean(BaseModel):
     count: int
 
 
-class FeatureReport(BaseModel):
-    feature: str = Field(description='"" collects calls that carried no feature.')
+class CallTotals(BaseModel):
+    """What every per-group report says about its calls."""
+
     calls: int = Field(description="Estimated calls: each stored call counts its sample weight.")
     errors: int
     input_tokens: int
@@ -171,8 +172,12 @@ class FeatureReport(BaseModel):
         description="Cost of priced and provided calls over their number; null if none."
     )
     unpriced_calls: int
-    unpriced_models: list[str]
     latency_ms: Latency
+
+
+class FeatureReport(CallTotals):
+    feature: str = Field(description='"" collects calls that carried no feature.')
+    unpriced_models: list[str]
     scores: dict[str, ScoreMean] = Field(description="Numeric and boolean scores by name.")
     labels: dict[str, dict[str, int]] = Field(
         description="Categorical scores by name: how many times each label was given."
@@ -185,18 +190,8 @@ class FeatureList(BaseModel):
     features: list[FeatureReport]
 
 
-class ModelReport(BaseModel):
+class ModelReport(CallTotals):
     model: str = Field(description="The response model, else the requested one.")
-    calls: int = Field(description="Estimated calls: each stored call counts its sample weight.")
-    errors: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: Usd
-    cost_per_call_usd: Usd | None = Field(
-        description="Cost of priced and provided calls over their number; null if none."
-    )
-    unpriced_calls: int
-    latency_ms: Latency
 
 
 class ModelList(BaseModel):

@@ -21,7 +21,6 @@ from tokentrail.schema.store import Store
 
 log = logging.getLogger("tokentrail.alerts")
 
-INTERVAL_ENV = "TOKENTRAIL_ALERT_INTERVAL"
 PUBLIC_URL_ENV = "TOKENTRAIL_PUBLIC_URL"
 DEFAULT_INTERVAL_S = 60.0
 

@@ -11,9 +11,11 @@ from fastapi import FastAPI
 
 from tokentrail import __version__
 from tokentrail.api.auth import KeyRing
+from tokentrail.api.errors import install_error_handlers
 from tokentrail.api.routes import api_router, health_router
 from tokentrail.collector.pipeline import IngestPipeline
 from tokentrail.collector.receiver import otlp_http_router, otlp_logs_router
+from tokentrail.collector.telemetry import metrics_router
 from tokentrail.schema.store import Store
 
 
@@ -23,8 +25,10 @@ def create_app(store: Store, keyring: KeyRing, pipeline: IngestPipeline) -> Fast
         version=__version__,
         description="LLM observability: per-feature spend, quality and traces.",
     )
+    install_error_handlers(app)
     project = keyring.dependency()
     app.include_router(health_router(store))
+    app.include_router(metrics_router())
     app.include_router(otlp_http_router(pipeline.ingest, project))
     app.include_router(otlp_logs_router(pipeline.ingest_logs, project))
     app.include_router(api_router(store, project, pipeline.record_scores, price_book=pipeline))

@@ -61,6 +61,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class Unauthenticated(Exception):
+    """No usable API key; ``missing`` tells "none sent" from "unknown or revoked"."""
+
+    def __init__(self, message: str, *, missing: bool) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
 class KeyRing:
     """Maps bearer keys to projects, re-reading the table every few seconds."""
 
@@ -90,22 +98,31 @@ class KeyRing:
         digest = hash_key(key)
         return self._env_keys.get(digest) or self._stored_keys().get(digest)
 
+    def project_for_authorization(self, authorization: str) -> str:
+        """The project of an ``Authorization`` value; raises :class:`Unauthenticated`.
+
+        Transport-neutral so OTLP/HTTP, the API and OTLP/gRPC (whose metadata
+        carries the same header) apply one rule.
+        """
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() == "bearer" and key.strip():
+            project = self.project_for(key.strip())
+            if project:
+                return project
+            raise Unauthenticated("unknown or revoked API key", missing=False)
+        if self.is_open:
+            return OPEN_PROJECT
+        raise Unauthenticated("missing API key: send Authorization: Bearer <key>", missing=True)
+
     def dependency(self) -> Callable[[Request], str]:
         """A FastAPI dependency resolving the request's project or answering 401."""
 
         def project_id(request: Request) -> str:
-            scheme, _, key = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() == "bearer" and key.strip():
-                project = self.project_for(key.strip())
-                if project:
-                    return project
-                raise HTTPException(401, "unknown or revoked API key")
-            if self.is_open:
-                return OPEN_PROJECT
-            raise HTTPException(
-                401,
-                "missing API key: send Authorization: Bearer <key>",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+            try:
+                return self.project_for_authorization(request.headers.get("authorization", ""))
+            except Unauthenticated as exc:
+                # RFC 9110 asks for a challenge when no credentials were sent.
+                headers = {"WWW-Authenticate": "Bearer"} if exc.missing else None
+                raise HTTPException(401, str(exc), headers=headers) from exc
 
         return project_id

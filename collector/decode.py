@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
@@ -24,6 +24,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
+from tokentrail.collector import telemetry
+from tokentrail.collector.limits import (
+    DROPPED_ATTRIBUTES,
+    DROPPED_EVENTS,
+    DROPPED_LINKS,
+    Limits,
+    configured_limits,
+    truncate_value,
+)
 from tokentrail.collector.records import Attributes, AttributeValue, Span, SpanEvent, SpanLink
 
 PROTOBUF = "application/x-protobuf"
@@ -31,6 +40,7 @@ JSON = "application/json"
 
 TRACE_ID_BYTES = 16
 SPAN_ID_BYTES = 8
+MAX_TIME_UNIX_NANO = 2**63 - 1  # DateTime64(9) is an Int64 of nanoseconds
 
 # Indexed by the OTLP enum numbers; the names are those the ClickHouse
 # exporter writes to otel_traces, so Grafana's trace view reads our rows.
@@ -158,12 +168,17 @@ def _convert_ids(obj: dict[str, Any], where: str) -> None:
         obj[key] = base64.b64encode(raw).decode("ascii")
 
 
-def flatten(request: ExportTraceServiceRequest) -> tuple[list[Span], list[str]]:
+def flatten(
+    request: ExportTraceServiceRequest, limits: Limits | None = None
+) -> tuple[list[Span], list[str]]:
     """Every valid span of ``request`` as a record, and one message per rejected span.
 
     ``len(errors)`` is the number of rejected spans, ready for OTLP's
-    ``partial_success.rejected_spans``.
+    ``partial_success.rejected_spans``. Spans are cut to ``limits`` (the
+    configured ones by default), never rejected for size. Counted in the
+    collector's metrics here, so every transport is.
     """
+    limits = limits or configured_limits()
     spans: list[Span] = []
     errors: list[str] = []
     for r, resource_spans in enumerate(request.resource_spans):
@@ -171,11 +186,15 @@ def flatten(request: ExportTraceServiceRequest) -> tuple[list[Span], list[str]]:
         for c, scope_spans in enumerate(resource_spans.scope_spans):
             scope = scope_spans.scope
             for s, span in enumerate(scope_spans.spans):
-                problem = _id_problem(span)
+                problem = _id_problem(span) or _time_problem(span)
                 if problem:
                     errors.append(f"span {s} of scope {c} of resource {r}: {problem}")
                 else:
-                    spans.append(_span(span, resource, scope.name, scope.version))
+                    spans.append(_span(span, resource, scope.name, scope.version, limits))
+    telemetry.SPANS_RECEIVED.inc(len(spans) + len(errors))
+    telemetry.SPANS_ACCEPTED.inc(len(spans))
+    if errors:
+        telemetry.SPANS_REJECTED.inc(len(errors), reason="invalid")
     return spans, errors
 
 
@@ -203,6 +222,34 @@ def _id_problem(span: ProtoSpan) -> str | None:
     return None
 
 
+def _time_problem(span: ProtoSpan) -> str | None:
+    """Why a span's times cannot be stored, or None."""
+    return (
+        time_problem("start_time_unix_nano", span.start_time_unix_nano)
+        or time_problem("end_time_unix_nano", span.end_time_unix_nano)
+        or next(
+            (
+                f"event {k}: {problem}"
+                for k, event in enumerate(span.events)
+                if (problem := time_problem("time_unix_nano", event.time_unix_nano))
+            ),
+            None,
+        )
+    )
+
+
+def time_problem(name: str, value: int) -> str | None:
+    """Why a fixed64 time is unstorable, or None.
+
+    OTLP allows up to 2**64 - 1, but DateTime64(9) holds a signed 64-bit count
+    (to the year 2262): beyond it the insert fails, and since a failed insert is
+    answered as retryable, the exporter would resend the batch forever.
+    """
+    if value <= MAX_TIME_UNIX_NANO:
+        return None
+    return f"{name} {value} is past the latest storable time ({MAX_TIME_UNIX_NANO})"
+
+
 def length_problem(name: str, value: bytes, size: int, *, optional: bool) -> str | None:
     """Why an id has the wrong length, or None; ``optional`` ids may also be empty."""
     if len(value) == size or (optional and not value):
@@ -210,7 +257,25 @@ def length_problem(name: str, value: bytes, size: int, *, optional: bool) -> str
     return f"{name} must be {size} bytes, got {len(value)}"
 
 
-def _span(span: ProtoSpan, resource: Attributes, scope_name: str, scope_version: str) -> Span:
+def _span(
+    span: ProtoSpan, resource: Attributes, scope_name: str, scope_version: str, limits: Limits
+) -> Span:
+    attributes = _limited_attributes(span.attributes, limits)
+    events = [
+        SpanEvent(event.time_unix_nano, event.name, _limited_attributes(event.attributes, limits))
+        for event in span.events[: limits.events_per_span]
+    ]
+    links = [
+        SpanLink(
+            hex_or_empty(link.trace_id),
+            hex_or_empty(link.span_id),
+            link.trace_state,
+            _limited_attributes(link.attributes, limits),
+        )
+        for link in span.links[: limits.links_per_span]
+    ]
+    _record_dropped(attributes, DROPPED_EVENTS, "events", len(span.events) - len(events))
+    _record_dropped(attributes, DROPPED_LINKS, "links", len(span.links) - len(links))
     return Span(
         trace_id=span.trace_id.hex(),
         span_id=span.span_id.hex(),
@@ -219,7 +284,7 @@ def _span(span: ProtoSpan, resource: Attributes, scope_name: str, scope_version:
         kind=_KINDS[span.kind] if 0 <= span.kind < len(_KINDS) else "Unspecified",
         start_time_unix_nano=span.start_time_unix_nano,
         end_time_unix_nano=span.end_time_unix_nano,
-        attributes=decode_attributes(span.attributes),
+        attributes=attributes,
         # A copy each, so a later stage editing one span cannot touch its siblings.
         resource_attributes=dict(resource),
         scope_name=scope_name,
@@ -227,20 +292,39 @@ def _span(span: ProtoSpan, resource: Attributes, scope_name: str, scope_version:
         trace_state=span.trace_state,
         status_code=_status_code(span.status.code),
         status_message=span.status.message,
-        events=[
-            SpanEvent(event.time_unix_nano, event.name, decode_attributes(event.attributes))
-            for event in span.events
-        ],
-        links=[
-            SpanLink(
-                hex_or_empty(link.trace_id),
-                hex_or_empty(link.span_id),
-                link.trace_state,
-                decode_attributes(link.attributes),
-            )
-            for link in span.links
-        ],
+        events=events,
+        links=links,
     )
+
+
+def _limited_attributes(pairs: Sequence[KeyValue], limits: Limits) -> Attributes:
+    """The first ``attributes_per_span`` pairs, their values truncated to the length limit.
+
+    Used for a span's, an event's and a link's attributes alike, as the OTel SDK
+    limits all three.
+    """
+    attributes: Attributes = {}
+    max_length = limits.attribute_value_length
+    truncated = 0
+    for pair in pairs[: limits.attributes_per_span]:
+        value = decode_value(pair.value)
+        limited = truncate_value(value, max_length)
+        truncated += limited is not value
+        attributes[pair.key] = limited
+    if truncated:
+        telemetry.SPAN_LIMITED.inc(truncated, what="truncated_values")
+    _record_dropped(attributes, DROPPED_ATTRIBUTES, "attributes", len(pairs) - len(attributes))
+    return attributes
+
+
+def _record_dropped(attributes: Attributes, key: str, what: str, dropped: int) -> None:
+    """Note ``dropped`` items on the span itself (past the attribute limit) and in the metrics.
+
+    Never silently: a reader of a trimmed span must see that it was trimmed.
+    """
+    if dropped > 0:
+        attributes[key] = dropped
+        telemetry.SPAN_LIMITED.inc(dropped, what=what)
 
 
 def _status_code(code: int) -> str:

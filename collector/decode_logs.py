@@ -14,6 +14,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as ProtoLogRecord
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs, ScopeLogs
 
+from tokentrail.collector import telemetry
 from tokentrail.collector.decode import (
     SPAN_ID_BYTES,
     TRACE_ID_BYTES,
@@ -23,6 +24,7 @@ from tokentrail.collector.decode import (
     hex_or_empty,
     length_problem,
     parse_request,
+    time_problem,
 )
 from tokentrail.collector.records import Attributes, LogRecord
 
@@ -59,10 +61,19 @@ def flatten_logs(request: ExportLogsServiceRequest) -> tuple[list[LogRecord], li
                 problem = length_problem(
                     "trace_id", proto.trace_id, TRACE_ID_BYTES, optional=True
                 ) or length_problem("span_id", proto.span_id, SPAN_ID_BYTES, optional=True)
+                problem = (
+                    problem
+                    or time_problem("time_unix_nano", proto.time_unix_nano)
+                    or time_problem("observed_time_unix_nano", proto.observed_time_unix_nano)
+                )
                 if problem:
                     errors.append(f"log record {k} of scope {c} of resource {r}: {problem}")
                     continue
                 records.append(_record(proto, origin))
+    telemetry.LOGS_RECEIVED.inc(len(records) + len(errors))
+    telemetry.LOGS_ACCEPTED.inc(len(records))
+    if errors:
+        telemetry.LOGS_REJECTED.inc(len(errors), reason="invalid")
     return records, errors
 
 

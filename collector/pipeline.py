@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from tokentrail.collector import telemetry
 from tokentrail.collector.context import ContextResolver
 from tokentrail.collector.duplicates import DuplicateResolver
 from tokentrail.collector.log_content import LogContent
@@ -67,6 +68,11 @@ class IngestPipeline:
         )
 
     def ingest(self, project_id: str, spans: Sequence[Span]) -> None:
+        """Store ``spans`` and what derives from them; counted in the collector's metrics."""
+        with telemetry.stored(telemetry.SPANS_WRITTEN, telemetry.SPANS_REJECTED, len(spans)):
+            self._ingest(project_id, spans)
+
+    def _ingest(self, project_id: str, spans: Sequence[Span]) -> None:
         calls, scores = normalize(list(spans))
         if self._redact is not None:
             self._redact.batch(spans, calls, scores)
@@ -78,7 +84,8 @@ class IngestPipeline:
             for call in calls:
                 self._pricer.price(project_id, call)
             self._context.assign_features(project_id, scores, calls)
-            self._writer.write(project_id, spans, [*calls, *completed, *repeated], scores)
+            with telemetry.WRITE_SECONDS.time():
+                self._writer.write(project_id, spans, [*calls, *completed, *repeated], scores)
 
     def ingest_logs(self, project_id: str, records: Sequence[LogRecord]) -> None:
         """Log records as sent, then the LLM content in them, under the call's span.
@@ -87,10 +94,11 @@ class IngestPipeline:
         they were derived from, so concurrent batches cannot overwrite a fuller
         row with a poorer one.
         """
-        if self._redact is not None:
-            self._redact.logs(records)
-        self._writer.write_logs(project_id, records)
-        self._writer.write_content(project_id, self._log_content.derive(project_id, records))
+        with telemetry.stored(telemetry.LOGS_WRITTEN, telemetry.LOGS_REJECTED, len(records)):
+            if self._redact is not None:
+                self._redact.logs(records)
+            self._writer.write_logs(project_id, records)
+            self._writer.write_content(project_id, self._log_content.derive(project_id, records))
 
     def record_scores(self, project_id: str, scores: list[Score]) -> None:
         """Scores sent through the API: same feature resolution, same table."""

@@ -1,7 +1,7 @@
 """The OTLP/HTTP receivers: ``POST /v1/traces`` and ``POST /v1/logs`` as OTLP defines them.
 
 Both signals share one implementation (content type, gzip, size limits, error
-answers); a :class:`_Signal` holds the little that differs. Every answer is one
+answers); a :class:`Signal` holds the little that differs. Every answer is one
 an OTLP exporter understands: 200 with the signal's Export*ServiceResponse
 (partial success when items were rejected), or a google.rpc.Status body with
 400 (never retried), 413, 415, or 503 with Retry-After (retried) — always in the
@@ -27,6 +27,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tokentrail.collector import telemetry
 from tokentrail.collector.decode import (
     JSON,
     PROTOBUF,
@@ -36,6 +37,7 @@ from tokentrail.collector.decode import (
     parse_traces_request,
 )
 from tokentrail.collector.decode_logs import flatten_logs, parse_logs_request
+from tokentrail.collector.limits import configured_limits
 from tokentrail.collector.records import LogRecord, Span
 
 logger = logging.getLogger(__name__)
@@ -44,7 +46,8 @@ Item = TypeVar("Item")
 Ingest = Callable[[str, list[Span]], None]
 LogIngest = Callable[[str, list[LogRecord]], None]
 
-DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+# TOKENTRAIL_MAX_REQUEST_BYTES, read here so every transport defaults to it.
+DEFAULT_MAX_BODY_BYTES = configured_limits().request_bytes
 RETRY_AFTER_SECONDS = 5
 MAX_REPORTED_ERRORS = 20
 
@@ -69,7 +72,7 @@ _OPENAPI_EXTRA = {
 
 
 @dataclass(frozen=True)
-class _Signal(Generic[Item]):
+class Signal(Generic[Item]):
     """What differs between the OTLP signals; everything else is shared."""
 
     name: str  # "traces", "logs": the path and the route's name
@@ -79,14 +82,14 @@ class _Signal(Generic[Item]):
     rejected_field: str  # the partial_success field counting rejected items
 
 
-_TRACES = _Signal[Span](
+TRACES = Signal[Span](
     "traces",
     "spans",
     lambda body, content_type: flatten(parse_traces_request(body, content_type)),
     ExportTraceServiceResponse,
     "rejected_spans",
 )
-_LOGS = _Signal[LogRecord](
+LOGS = Signal[LogRecord](
     "logs",
     "log records",
     lambda body, content_type: flatten_logs(parse_logs_request(body, content_type)),
@@ -109,7 +112,7 @@ def otlp_http_router(
     them. If it raises, the client gets 503 + Retry-After and sends them again.
     ``max_body_bytes`` bounds the body both as sent and after gunzip.
     """
-    return _signal_router(_TRACES, ingest, project_dependency, max_body_bytes)
+    return _signal_router(TRACES, ingest, project_dependency, max_body_bytes)
 
 
 def otlp_logs_router(
@@ -118,11 +121,11 @@ def otlp_logs_router(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> APIRouter:
     """A router serving ``POST /v1/logs``, on the same terms as :func:`otlp_http_router`."""
-    return _signal_router(_LOGS, ingest, project_dependency, max_body_bytes)
+    return _signal_router(LOGS, ingest, project_dependency, max_body_bytes)
 
 
 def _signal_router(
-    signal: _Signal[Item],
+    signal: Signal[Item],
     ingest: Callable[[str, list[Item]], None],
     project_dependency: Callable[..., str],
     max_body_bytes: int,
@@ -154,12 +157,18 @@ class _OtlpRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        signal = self.path.rsplit("/", 1)[-1]  # "/v1/traces" → "traces"
 
         async def handle(request: Request) -> Response:
             try:
-                return await handler(request)
+                response = await handler(request)
             except StarletteHTTPException as exc:
-                return _failure(request, exc.status_code, str(exc.detail), exc.headers)
+                response = _failure(request, exc.status_code, str(exc.detail), exc.headers)
+            except Exception:
+                telemetry.HTTP_REQUESTS.inc(signal=signal, code="500")  # the server's answer
+                raise
+            telemetry.HTTP_REQUESTS.inc(signal=signal, code=str(response.status_code))
+            return response
 
         return handle
 
@@ -205,7 +214,7 @@ class _Upload:
 
 
 def _export(
-    signal: _Signal[Item], ingest: Callable[[str, list[Item]], None], upload: _Upload
+    signal: Signal[Item], ingest: Callable[[str, list[Item]], None], upload: _Upload
 ) -> Response:
     """Decode, store and acknowledge one export; failures leave as HTTPException."""
     body = _gunzip(upload.body, upload.limit) if upload.gzipped else upload.body
@@ -213,7 +222,32 @@ def _export(
         items, errors = signal.decode(body, upload.content_type)
     except DecodeError as exc:
         raise HTTPException(400, str(exc)) from exc
-    project_id = upload.project_id
+    try:
+        response = acknowledge(signal, ingest, upload.project_id, items, errors)
+    except StorageUnavailable as exc:
+        raise HTTPException(
+            503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        ) from exc
+    as_json = media_type(upload.content_type) == JSON
+    return _message_response(200, response, as_json=as_json)
+
+
+class StorageUnavailable(Exception):
+    """Ingest failed: the whole export must be retried (HTTP 503, gRPC UNAVAILABLE)."""
+
+
+def acknowledge(
+    signal: Signal[Item],
+    ingest: Callable[[str, list[Item]], None],
+    project_id: str,
+    items: list[Item],
+    errors: list[str],
+) -> Message:
+    """Store decoded items and build the Export*ServiceResponse; shared by HTTP and gRPC.
+
+    Raises :class:`StorageUnavailable` when ingest fails, so each transport maps
+    it to its own retryable answer.
+    """
     if errors:
         logger.warning(
             "project %s: rejected %d of %d %s, first: %s",
@@ -228,18 +262,15 @@ def _export(
             ingest(project_id, items)
         except Exception as exc:
             logger.exception(
-                "project %s: storing %d %s failed; answered 503 so the exporter retries",
+                "project %s: storing %d %s failed; answered retryable so the exporter retries",
                 project_id,
                 len(items),
                 signal.items,
             )
-            raise HTTPException(
-                503,
-                f"the {signal.items} could not be stored right now; retry later",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            raise StorageUnavailable(
+                f"the {signal.items} could not be stored right now; retry later"
             ) from exc
-    as_json = media_type(upload.content_type) == JSON
-    return _message_response(200, _export_response(signal, errors), as_json=as_json)
+    return _export_response(signal, errors)
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
@@ -271,7 +302,7 @@ def _gunzip(body: bytes, limit: int) -> bytes:
         raise HTTPException(400, f"invalid gzip body: {exc}") from exc
 
 
-def _export_response(signal: _Signal[Item], errors: list[str]) -> Message:
+def _export_response(signal: Signal[Item], errors: list[str]) -> Message:
     """Full success, or partial success naming why items were rejected (never retried)."""
     response = signal.response_type()
     if errors:

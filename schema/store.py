@@ -37,6 +37,13 @@ def dsn_from_env(data_dir: str | os.PathLike[str] | None = None) -> str:
     return embedded_dsn(data_dir or os.environ.get("TOKENTRAIL_DATA_DIR", DEFAULT_DATA_DIR))
 
 
+# One export may carry spans from many days (a backfill, a skewed clock) and the
+# tables are partitioned by day or month: past ClickHouse's default of 100
+# partitions per insert the whole batch would fail, be answered as retryable,
+# and be resent forever. A one-off insert of many small parts is the lesser harm.
+_INSERT_SETTINGS = {"max_partitions_per_insert_block": 0}
+
+
 @dataclass(frozen=True)
 class QueryResult:
     column_names: tuple[str, ...]
@@ -87,6 +94,7 @@ class Store:
                 [columns[name] for name in names],
                 column_names=names,
                 column_oriented=True,
+                settings=_INSERT_SETTINGS,
             )
 
     def ping(self) -> bool:

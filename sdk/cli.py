@@ -21,12 +21,17 @@ from tokentrail import __version__
 from tokentrail.redaction import Redactor
 
 if TYPE_CHECKING:
+    import grpc
+
+    from tokentrail.api.auth import KeyRing
+    from tokentrail.collector.pipeline import IngestPipeline
     from tokentrail.schema.store import Store
 
 log = logging.getLogger("tokentrail")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4318
+DEFAULT_GRPC_PORT = 4317  # OTLP/gRPC's registered port
 # Off by default: the tokentrail SDK redacts before export, and the store is the
 # operator's own; turn it on for apps whose other SDKs send content unredacted.
 REDACT_CHOICES = ("builtin", "off")
@@ -106,7 +111,14 @@ def serve(args: argparse.Namespace) -> int:
     redactor = Redactor() if redact == "builtin" else None
     if redactor is not None:
         log.info("redacting prompts and completions with the built-in patterns before storing")
-    app = create_app(store, keyring, IngestPipeline(store, redactor=redactor))
+    pipeline = IngestPipeline(store, redactor=redactor)
+    app = create_app(store, keyring, pipeline)
+    otlp_grpc = None
+    if args.grpc_port:
+        otlp_grpc = _start_grpc(args, keyring, pipeline)
+        if otlp_grpc is None:
+            store.close()
+            return 2
     server = uvicorn.Server(
         uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
     )
@@ -120,11 +132,37 @@ def serve(args: argparse.Namespace) -> int:
     if args.demo:
         _start_demo(server, args.host, args.port, demo_key)
     alerts = start_alerts(store, args.alert_interval)
-    server.run()
+    try:
+        server.run()
+    finally:
+        if otlp_grpc is not None:
+            # Let in-flight exports finish storing before the store closes.
+            otlp_grpc.stop(grace=5).wait()
     if alerts is not None:
         alerts.stop()
     store.close()
     return 0
+
+
+def _start_grpc(
+    args: argparse.Namespace, keyring: KeyRing, pipeline: IngestPipeline
+) -> grpc.Server | None:
+    """Start OTLP/gRPC on ``--host``:``--grpc-port``; None (after saying why) if it cannot bind."""
+    from tokentrail.collector.grpc_receiver import grpc_address, grpc_server
+
+    address = grpc_address(args.host, args.grpc_port)
+    try:
+        server, _ = grpc_server(pipeline.ingest, pipeline.ingest_logs, keyring, address)
+    except RuntimeError as exc:
+        print(
+            f"tokentrail: cannot serve OTLP/gRPC on {address} ({exc}); "
+            "choose another --grpc-port, or 0 to turn gRPC off",
+            file=sys.stderr,
+        )
+        return None
+    server.start()
+    log.info("OTLP/gRPC on %s", address)
+    return server
 
 
 def migrate(args: argparse.Namespace) -> int:
@@ -196,6 +234,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default=_env("HOST", DEFAULT_HOST), help="TOKENTRAIL_HOST")
     run.add_argument(
         "--port", type=int, default=int(_env("PORT", str(DEFAULT_PORT))), help="TOKENTRAIL_PORT"
+    )
+    run.add_argument(
+        "--grpc-port",
+        type=int,
+        default=int(_env("GRPC_PORT", str(DEFAULT_GRPC_PORT))),
+        help="OTLP/gRPC port, 0 turns gRPC off (TOKENTRAIL_GRPC_PORT)",
     )
     run.add_argument(
         "--demo",

@@ -26,21 +26,25 @@ def free_port() -> int:
 
 def cli_env(keys: str = "") -> dict[str, str]:
     """The environment for a CLI subprocess: embedded store, the given keys only."""
-    env = {**os.environ, "TOKENTRAIL_API_KEYS": keys}
+    # gRPC off unless a test asks for it: the default :4317 would clash between servers.
+    env = {**os.environ, "TOKENTRAIL_API_KEYS": keys, "TOKENTRAIL_GRPC_PORT": "0"}
     env.pop("TOKENTRAIL_CLICKHOUSE_URL", None)
     return env
 
 
 @contextmanager
-def serving(data_dir: Path, *args: str, keys: str = "") -> Iterator[str]:
-    """Yield the base URL of a ready server; its output goes to ``serve.log`` beside the data."""
+def serving(data_dir: Path, *args: str, keys: str = "", grpc_port: int = 0) -> Iterator[str]:
+    """Yield the base URL of a ready server; its output goes to ``serve.log`` beside the data.
+
+    ``grpc_port`` turns OTLP/gRPC on at that port (off by default).
+    """
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"serve-{port}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "tokentrail.cli", "serve", "--port", str(port),
-             "--data-dir", str(data_dir), *args],
+             "--grpc-port", str(grpc_port), "--data-dir", str(data_dir), *args],
             env=cli_env(keys), stdout=log, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         try:

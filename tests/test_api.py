@@ -6,6 +6,7 @@ every test works in its own fresh project, so tests share the one chDB store.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from tokentrail.api.errors import install_error_handlers
 from tokentrail.api.features import feature_reports
 from tokentrail.api.routes import api_router, health_router
 from tokentrail.api.timewindow import TimeWindow, rfc3339
@@ -102,6 +104,7 @@ def build_app(store: Store, project: str) -> FastAPI:
         Writer(store).write(project_id, scores=scores)
 
     app = FastAPI()
+    install_error_handlers(app)  # as create_app does
     app.include_router(api_router(store, lambda: project, record_scores=record_scores))
     app.include_router(health_router(store))
     return app
@@ -627,6 +630,21 @@ def test_post_score_rejects_bad_bodies(client: TestClient, change: dict[str, Any
 
     assert response.status_code == 422
     assert all(error["loc"][:2] == ["body", field] for error in response.json()["detail"])
+
+
+@pytest.mark.parametrize("field", ["name", "comment", "value"])
+def test_post_score_refuses_lone_surrogates(client: TestClient, field: str):
+    body = {"trace_id": trace_id(), "name": "q", "value": "ok", field: "bad \ud800 text"}
+
+    # Sent as JSON text: the escape is legal JSON but no Unicode string.
+    response = client.post(
+        "/api/v1/scores",
+        content=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][:2] == ["body", field]
 
 
 def test_post_score_requires_name_and_value(client: TestClient):

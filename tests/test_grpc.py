@@ -1,0 +1,220 @@
+"""OTLP/gRPC as the official OTel gRPC exporters see it, on the real pipeline and store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from google.rpc.error_details_pb2 import RetryInfo
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.sdk._logs.export import LogRecordExportResult
+from opentelemetry.sdk.trace.export import SpanExportResult
+from serving import free_port, serving
+from test_logs import COMPLETION, PROMPT, record_per_message_events, texts
+
+from tokentrail.api.auth import KeyRing, hash_key
+from tokentrail.collector.grpc_receiver import grpc_server
+from tokentrail.collector.pipeline import IngestPipeline
+from tokentrail.collector.receiver import RETRY_AFTER_SECONDS
+from tokentrail.schema import Store
+from tokentrail.schema.prices import seed_shipped_prices
+
+KEY = "tt-grpc-test-key"
+METADATA = (("authorization", f"Bearer {KEY}"),)
+LIMIT = 64 * 1024
+TRACE_HEX = "5b8efff798038103d269b633813fc60c"
+# 12 input tokens at $0.15/M + 5 output tokens at $0.60/M (shipped gpt-4o-mini price)
+CALL_COST = Decimal("0.0000048")
+
+Ingest = Callable[[str, list[Any]], None]
+
+
+@contextmanager
+def receiver(ingest: Ingest, log_ingest: Ingest, keyring: KeyRing) -> Iterator[str]:
+    """A gRPC receiver on a free loopback port; yields its ``host:port``."""
+    server, port = grpc_server(ingest, log_ingest, keyring, "127.0.0.1:0", max_message_bytes=LIMIT)
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(grace=None)
+
+
+@pytest.fixture
+def keyring(store: Store, project_id: str) -> KeyRing:
+    return KeyRing(store, env_keys={hash_key(KEY): project_id})
+
+
+@pytest.fixture
+def target(store: Store, keyring: KeyRing) -> Iterator[str]:
+    """The receiver on the real pipeline, with the shipped prices."""
+    seed_shipped_prices(store)
+    pipeline = IngestPipeline(store)
+    with receiver(pipeline.ingest, pipeline.ingest_logs, keyring) as address:
+        yield address
+
+
+def count(store: Store, sql: str, project_id: str) -> Any:
+    [(value,)] = store.query(sql + " WHERE project_id = {p:String}", {"p": project_id}).rows
+    return value
+
+
+def proto_request(*trace_ids: bytes) -> trace_service_pb2.ExportTraceServiceRequest:
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for number, trace_id in enumerate(trace_ids, 1):
+        spans.add(name=f"span {number}", trace_id=trace_id, span_id=number.to_bytes(8, "big"))
+    return request
+
+
+@pytest.mark.parametrize("compression", [None, grpc.Compression.Gzip], ids=["plain", "gzip"])
+def test_the_otel_grpc_exporters_store_spans_and_logs_once(
+    target: str, store: Store, project_id: str, compression: grpc.Compression | None
+) -> None:
+    recorded = record_per_message_events()
+    options: dict[str, Any] = {
+        "endpoint": target, "insecure": True, "headers": dict(METADATA), "compression": compression,
+    }  # fmt: skip
+    spans, logs = OTLPSpanExporter(**options), OTLPLogExporter(**options)
+
+    for _ in range(2):  # the exporter re-sending after a lost acknowledgement
+        assert spans.export(recorded.spans) == SpanExportResult.SUCCESS
+        assert logs.export(recorded.logs) == LogRecordExportResult.SUCCESS
+    spans.shutdown()
+    logs.shutdown()
+
+    assert count(store, "SELECT count() FROM spans FINAL", project_id) == 1
+    assert count(store, "SELECT count() FROM logs FINAL", project_id) == 3
+    [call] = store.query(
+        "SELECT trace_id, price_status, total_cost_usd FROM llm_calls FINAL"
+        " WHERE project_id = {p:String}",
+        {"p": project_id},
+    ).rows
+    assert call == (recorded.trace_id, "priced", CALL_COST)
+    [(prompt, completion)] = store.query(
+        "SELECT prompt, completion FROM llm_call_content FINAL WHERE project_id = {p:String}",
+        {"p": project_id},
+    ).rows
+    assert (texts(prompt), texts(completion)) == (PROMPT, COMPLETION)
+
+
+def test_a_bad_span_is_partial_success_and_the_good_one_is_kept(
+    target: str, store: Store, project_id: str
+) -> None:
+    request = proto_request(bytes.fromhex(TRACE_HEX), b"\x01" * 12)
+
+    with grpc.insecure_channel(target) as channel:
+        response = trace_service_pb2_grpc.TraceServiceStub(channel).Export(
+            request, metadata=METADATA
+        )
+
+    assert response.partial_success.rejected_spans == 1
+    assert "trace_id" in response.partial_success.error_message
+    assert "12" in response.partial_success.error_message
+    assert count(store, "SELECT count() FROM spans FINAL", project_id) == 1
+
+
+def test_rejected_log_records_are_partial_success_too(target: str) -> None:
+    request = logs_service_pb2.ExportLogsServiceRequest()
+    records = request.resource_logs.add().scope_logs.add().log_records
+    records.add(trace_id=b"\x01" * 12, time_unix_nano=1)
+
+    with grpc.insecure_channel(target) as channel:
+        response = logs_service_pb2_grpc.LogsServiceStub(channel).Export(request, metadata=METADATA)
+
+    assert response.partial_success.rejected_log_records == 1
+    assert response.partial_success.error_message
+
+
+@pytest.mark.parametrize(
+    "metadata", [(("authorization", "Bearer not-a-key"),), ()], ids=["unknown", "missing"]
+)
+@pytest.mark.parametrize("signal", ["traces", "logs"])
+def test_a_bad_or_missing_key_is_unauthenticated(
+    target: str, signal: str, metadata: tuple[tuple[str, str], ...]
+) -> None:
+    with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as raised:
+        if signal == "traces":
+            trace_service_pb2_grpc.TraceServiceStub(channel).Export(
+                proto_request(bytes.fromhex(TRACE_HEX)), metadata=metadata
+            )
+        else:
+            logs_service_pb2_grpc.LogsServiceStub(channel).Export(
+                logs_service_pb2.ExportLogsServiceRequest(), metadata=metadata
+            )
+
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_failed_storage_is_unavailable_with_a_retry_delay(keyring: KeyRing) -> None:
+    def broken(project_id: str, items: list[Any]) -> None:
+        raise OSError("disk full")
+
+    with (
+        receiver(broken, broken, keyring) as address,
+        grpc.insecure_channel(address) as channel,
+        pytest.raises(grpc.RpcError) as raised,
+    ):
+        trace_service_pb2_grpc.TraceServiceStub(channel).Export(
+            proto_request(bytes.fromhex(TRACE_HEX)), metadata=METADATA
+        )
+
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    retry = RetryInfo.FromString(dict(raised.value.trailing_metadata())["google.rpc.retryinfo-bin"])
+    assert retry.retry_delay.seconds == RETRY_AFTER_SECONDS
+
+
+@pytest.mark.parametrize("compression", [None, grpc.Compression.Gzip], ids=["plain", "gzip"])
+def test_a_message_over_the_limit_is_resource_exhausted(
+    target: str, compression: grpc.Compression | None
+) -> None:
+    # Highly compressible: gzipped it is far under the limit, so this also
+    # shows the limit applies to the inflated message, as for HTTP bodies.
+    request = proto_request(bytes.fromhex(TRACE_HEX))
+    request.resource_spans[0].scope_spans[0].spans[0].name = "x" * (LIMIT + 1)
+
+    with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as raised:
+        trace_service_pb2_grpc.TraceServiceStub(channel).Export(
+            request, metadata=METADATA, compression=compression
+        )
+
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_malformed_protobuf_is_invalid_argument(target: str) -> None:
+    with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as raised:
+        export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        export(b"\xff\xff\xff", metadata=METADATA)
+
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_serve_accepts_otlp_grpc(tmp_path: Path) -> None:
+    grpc_port = free_port()
+    recorded = record_per_message_events()
+    with serving(tmp_path / "data", keys=f"{KEY}=grpc-e2e", grpc_port=grpc_port) as base:
+        exporter = OTLPSpanExporter(
+            endpoint=f"127.0.0.1:{grpc_port}",
+            insecure=True,
+            headers=dict(METADATA),
+            compression=grpc.Compression.Gzip,
+        )
+        assert exporter.export(recorded.spans) == SpanExportResult.SUCCESS
+        exporter.shutdown()
+        response = httpx.get(
+            f"{base}/api/v1/traces/{recorded.trace_id}",
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=10,
+        )
+
+    assert response.status_code == 200, response.text
+    assert [span["name"] for span in response.json()["spans"]] == ["chat gpt-4o-mini"]

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -122,6 +122,33 @@ def post(
         pytest.fail(f"{path} did not answer within {REQUEST_TIMEOUT_S}s")
     assert response.status_code in ALLOWED, (response.status_code, response.text[:500])
     return response
+
+
+_Answer = TypeVar("_Answer", ExportTraceServiceResponse, ExportLogsServiceResponse)
+
+
+def export(
+    client: TestClient,
+    pool: ThreadPoolExecutor,
+    path: str,
+    request: ExportTraceServiceRequest | ExportLogsServiceRequest,
+    answer: _Answer,
+    as_json: bool,
+    gzipped: bool = False,
+) -> _Answer:
+    """Post ``request`` in the chosen encoding; expect a 200 and parse its answer."""
+    if as_json:
+        key = "resourceSpans" if path == "/v1/traces" else "resourceLogs"
+        body, content_type = json.dumps(otlp_json(request, key)).encode(), JSON
+    else:
+        body, content_type = request.SerializeToString(), PROTOBUF
+    response = post(client, pool, path, body, content_type, gzipped)
+    assert response.status_code == 200, response.text
+    if as_json:
+        json_format.Parse(response.content, answer)
+    else:
+        answer.ParseFromString(response.content)
+    return answer
 
 
 # --- sample exports made by the real OTel encoder ---------------------------------------
@@ -445,19 +472,10 @@ def test_good_spans_are_stored_and_exactly_the_bad_ones_are_listed(
         else:
             t_id, span_id = data.draw(_bad_ids)
         spans.add(name=f"span {i}", trace_id=t_id, span_id=span_id, start_time_unix_nano=10**18)
-    if as_json:
-        body, content_type = json.dumps(otlp_json(request, "resourceSpans")).encode(), JSON
-    else:
-        body, content_type = request.SerializeToString(), PROTOBUF
+    answer = export(
+        client, pool, "/v1/traces", request, ExportTraceServiceResponse(), as_json, gzipped
+    )
 
-    response = post(client, pool, "/v1/traces", body, content_type, gzipped)
-
-    assert response.status_code == 200
-    answer = ExportTraceServiceResponse()
-    if as_json:
-        json_format.Parse(response.content, answer)
-    else:
-        answer.ParseFromString(response.content)
     bad = [i for i, valid in enumerate(kinds) if not valid]
     assert answer.partial_success.rejected_spans == len(bad)
     listed = answer.partial_success.error_message
@@ -485,17 +503,7 @@ def test_good_log_records_are_kept_and_exactly_the_bad_ones_are_listed(
         if not valid and len(trace_id) in (0, 16) and len(span_id) in (0, 8):
             span_id = b"\x01" * 3  # all-zero ids are "no context" for a log record: still valid
         records.add(trace_id=trace_id, span_id=span_id, severity_text=str(i))
-    if as_json:
-        body, content_type = json.dumps(otlp_json(request, "resourceLogs")).encode(), JSON
-    else:
-        body, content_type = request.SerializeToString(), PROTOBUF
-    response = post(client, pool, "/v1/logs", body, content_type)
-    assert response.status_code == 200
-    answer = ExportLogsServiceResponse()
-    if as_json:
-        json_format.Parse(response.content, answer)
-    else:
-        answer.ParseFromString(response.content)
+    answer = export(client, pool, "/v1/logs", request, ExportLogsServiceResponse(), as_json)
     bad = [i for i, valid in enumerate(kinds) if not valid]
     assert answer.partial_success.rejected_log_records == len(bad)
     listed = answer.partial_success.error_message

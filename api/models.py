@@ -267,11 +267,3 @@ class ScoreIn(BaseModel):
         pattern=r"^[A-Za-z0-9._:-]+$",
         description="Client-chosen id: re-posting the same id replaces the score, not adds one.",
     )
-
-
-# --- health ---------------------------------------------------------------------------
-
-
-class Health(BaseModel):
-    status: Literal["ok", "unavailable"]
-    reason: str | None = None

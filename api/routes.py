@@ -1,4 +1,4 @@
-"""The API's routers, assembled for the app: ``/api/v1/*`` and the health probes.
+"""The API's routers, assembled for the app: ``/api/v1/*``.
 
 Each resource lives in its own module; this one only mounts them so the app
 needs two calls. Dependencies come in as arguments: the store, the project of
@@ -14,13 +14,10 @@ from fastapi import APIRouter
 from tokentrail.api.alerts.routes import alerts_router
 from tokentrail.api.drift.routes import drift_router
 from tokentrail.api.features import features_router
-from tokentrail.api.health import health_router
 from tokentrail.api.prices import PriceBook, StoredPriceBook, prices_router
 from tokentrail.api.scores import RecordScores, scores_router
 from tokentrail.api.traces import traces_router
 from tokentrail.schema.store import Store
-
-__all__ = ["api_router", "health_router"]
 
 
 def api_router(

@@ -4,8 +4,9 @@ Same semantics as OTLP/HTTP (see :mod:`tokentrail.collector.receiver`), and the
 same code from the raw request bytes on: decode, partial success, ingest. Only
 the answers change to gRPC status codes: INVALID_ARGUMENT for a malformed
 request (never retried), UNAUTHENTICATED, RESOURCE_EXHAUSTED over the size
-limit, UNAVAILABLE with ``RetryInfo`` when storing failed (retried by OTel
-exporters).
+limit; and, with ``RetryInfo`` so OTel exporters retry after the delay,
+RESOURCE_EXHAUSTED when the ingest queue is full and UNAVAILABLE when neither
+store nor spool can take the export.
 
 The services are registered by hand rather than through the generated
 ``add_*Servicer_to_server``: those parse the request before our code runs, so
@@ -16,7 +17,6 @@ skip the decoder HTTP uses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from concurrent import futures
 from typing import Any, TypeVar
 
@@ -29,17 +29,15 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from tokentrail.api.auth import KeyRing, Unauthenticated
 from tokentrail.collector.decode import PROTOBUF, DecodeError
+from tokentrail.collector.ingest_queue import Backpressure, QueueFull
 from tokentrail.collector.receiver import (
     DEFAULT_MAX_BODY_BYTES,
     LOGS,
-    RETRY_AFTER_SECONDS,
     TRACES,
-    LogIngest,
+    Accept,
     Signal,
-    StorageUnavailable,
     acknowledge,
 )
-from tokentrail.collector.receiver import Ingest as SpanIngest
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +50,6 @@ DEFAULT_WORKERS = 8
 
 # The OTLP exporters read the retry delay from this trailer (google.rpc.RetryInfo).
 _RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
-_RETRY_INFO = RetryInfo(retry_delay=Duration(seconds=RETRY_AFTER_SECONDS)).SerializeToString()
 
 
 def _service_name(module: Any, service: str) -> str:
@@ -60,9 +57,7 @@ def _service_name(module: Any, service: str) -> str:
 
 
 def _export_handler(
-    signal: Signal[Item],
-    ingest: Callable[[str, list[Item]], None],
-    keyring: KeyRing,
+    signal: Signal[Item], accept: Accept, keyring: KeyRing
 ) -> grpc.RpcMethodHandler:
     """The unary ``Export`` method of one signal, taking the request as raw bytes."""
 
@@ -78,9 +73,13 @@ def _export_handler(
         except DecodeError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
-            return acknowledge(signal, ingest, project_id, items, errors)
-        except StorageUnavailable as exc:
-            context.set_trailing_metadata(((_RETRY_INFO_KEY, _RETRY_INFO),))
+            return acknowledge(signal, accept, project_id, items, errors, body, PROTOBUF)
+        except Backpressure as exc:
+            delay = Duration(seconds=exc.retry_after)
+            retry_info = RetryInfo(retry_delay=delay).SerializeToString()
+            context.set_trailing_metadata(((_RETRY_INFO_KEY, retry_info),))
+            if isinstance(exc, QueueFull):
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
             context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 
     return grpc.unary_unary_rpc_method_handler(
@@ -89,8 +88,7 @@ def _export_handler(
 
 
 def grpc_server(
-    ingest: SpanIngest,
-    log_ingest: LogIngest,
+    accept: Accept,
     keyring: KeyRing,
     address: str,
     max_message_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -98,9 +96,9 @@ def grpc_server(
 ) -> tuple[grpc.Server, int]:
     """A started-to-be server bound to ``address`` (``host:port``), and its bound port.
 
-    Call ``start()`` on it, and ``stop(grace)`` at shutdown. ``ingest`` and
-    ``log_ingest`` are the same callables the HTTP receivers get, under the same
-    contract: store durably before returning, raise to have the export retried.
+    Call ``start()`` on it, and ``stop(grace)`` at shutdown. ``accept`` is the
+    callable the HTTP receivers get, under the same contract: durable before it
+    returns, :class:`Backpressure` to have the export retried.
     ``max_message_bytes`` bounds the message after gzip inflation (gRPC enforces
     it, answering RESOURCE_EXHAUSTED), like the HTTP body limit. Port 0 picks a
     free one. Raises RuntimeError when the address cannot be bound.
@@ -119,10 +117,10 @@ def grpc_server(
     server.add_generic_rpc_handlers(
         (
             grpc.method_handlers_generic_handler(
-                traces, {"Export": _export_handler(TRACES, ingest, keyring)}
+                traces, {"Export": _export_handler(TRACES, accept, keyring)}
             ),
             grpc.method_handlers_generic_handler(
-                logs, {"Export": _export_handler(LOGS, log_ingest, keyring)}
+                logs, {"Export": _export_handler(LOGS, accept, keyring)}
             ),
         )
     )

@@ -27,11 +27,10 @@ PRICE_REFRESH_SECONDS = 30.0
 class IngestPipeline:
     """Turns decoded spans (and API scores) into stored rows.
 
-    ``ingest`` returns only once the rows are written, so a receiver that
-    acknowledges after it returns never acknowledges data it could lose.
-    Batches are written one at a time: context resolution reads what earlier
-    batches stored, so two concurrent batches of one trace could each miss the
-    other's spans.
+    ``ingest`` returns only once the rows are written (the ingest queue
+    commits its spool after that, never before). Batches are written one at a
+    time: context resolution reads what earlier batches stored, so two
+    concurrent batches of one trace could each miss the other's spans.
     """
 
     def __init__(
@@ -69,8 +68,8 @@ class IngestPipeline:
 
     def ingest(self, project_id: str, spans: Sequence[Span]) -> None:
         """Store ``spans`` and what derives from them; counted in the collector's metrics."""
-        with telemetry.stored(telemetry.SPANS_WRITTEN, telemetry.SPANS_REJECTED, len(spans)):
-            self._ingest(project_id, spans)
+        self._ingest(project_id, spans)
+        telemetry.SPANS_WRITTEN.inc(len(spans))
 
     def _ingest(self, project_id: str, spans: Sequence[Span]) -> None:
         calls, scores = normalize(list(spans))
@@ -94,11 +93,11 @@ class IngestPipeline:
         they were derived from, so concurrent batches cannot overwrite a fuller
         row with a poorer one.
         """
-        with telemetry.stored(telemetry.LOGS_WRITTEN, telemetry.LOGS_REJECTED, len(records)):
-            if self._redact is not None:
-                self._redact.logs(records)
-            self._writer.write_logs(project_id, records)
-            self._writer.write_content(project_id, self._log_content.derive(project_id, records))
+        if self._redact is not None:
+            self._redact.logs(records)
+        self._writer.write_logs(project_id, records)
+        self._writer.write_content(project_id, self._log_content.derive(project_id, records))
+        telemetry.LOGS_WRITTEN.inc(len(records))
 
     def record_scores(self, project_id: str, scores: list[Score]) -> None:
         """Scores sent through the API: same feature resolution, same table."""

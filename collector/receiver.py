@@ -4,8 +4,9 @@ Both signals share one implementation (content type, gzip, size limits, error
 answers); a :class:`Signal` holds the little that differs. Every answer is one
 an OTLP exporter understands: 200 with the signal's Export*ServiceResponse
 (partial success when items were rejected), or a google.rpc.Status body with
-400 (never retried), 413, 415, or 503 with Retry-After (retried) — always in the
-encoding the client used.
+400 (never retried), 413, 415, or 429/503 with Retry-After (retried) — always in
+the encoding the client used. What is accepted is handed to an ``Accept``
+callable (the ingest queue), which makes it durable before the 200.
 """
 
 # No `from __future__ import annotations`: FastAPI must evaluate the endpoint
@@ -37,18 +38,22 @@ from tokentrail.collector.decode import (
     parse_traces_request,
 )
 from tokentrail.collector.decode_logs import flatten_logs, parse_logs_request
+from tokentrail.collector.ingest_queue import Backpressure, Export, QueueFull, StorageUnavailable
 from tokentrail.collector.limits import configured_limits
 from tokentrail.collector.records import LogRecord, Span
 
 logger = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
-Ingest = Callable[[str, list[Span]], None]
-LogIngest = Callable[[str, list[LogRecord]], None]
+# Takes a decoded export; returns once it is durable, raises Backpressure if refused.
+Accept = Callable[[Export], None]
 
 # TOKENTRAIL_MAX_REQUEST_BYTES, read here so every transport defaults to it.
 DEFAULT_MAX_BODY_BYTES = configured_limits().request_bytes
-RETRY_AFTER_SECONDS = 5
+# Exports read, decoded or waiting for their write at once. Each holds up to a
+# body (DEFAULT_MAX_BODY_BYTES) and its decoded items, so this bounds memory
+# taken by requests in progress, as the ingest queue bounds memory after them.
+DEFAULT_MAX_IN_FLIGHT = 32
 MAX_REPORTED_ERRORS = 20
 
 _GZIP = frozenset({"gzip", "x-gzip"})  # x-gzip is gzip's old alias (RFC 9110)
@@ -75,11 +80,12 @@ _OPENAPI_EXTRA = {
 class Signal(Generic[Item]):
     """What differs between the OTLP signals; everything else is shared."""
 
-    name: str  # "traces", "logs": the path and the route's name
+    name: str  # "traces", "logs": the path, the route's name, the ingest route
     items: str  # what the signal carries, for messages: "spans", "log records"
     decode: Callable[[bytes, str], tuple[list[Item], list[str]]]  # → items, rejections
     response_type: type[ExportTraceServiceResponse] | type[ExportLogsServiceResponse]
     rejected_field: str  # the partial_success field counting rejected items
+    rejected: telemetry.Counter  # counts refusals by reason
 
 
 TRACES = Signal[Span](
@@ -88,6 +94,7 @@ TRACES = Signal[Span](
     lambda body, content_type: flatten(parse_traces_request(body, content_type)),
     ExportTraceServiceResponse,
     "rejected_spans",
+    telemetry.SPANS_REJECTED,
 )
 LOGS = Signal[LogRecord](
     "logs",
@@ -95,40 +102,62 @@ LOGS = Signal[LogRecord](
     lambda body, content_type: flatten_logs(parse_logs_request(body, content_type)),
     ExportLogsServiceResponse,
     "rejected_log_records",
+    telemetry.LOGS_REJECTED,
 )
 
 
 def otlp_http_router(
-    ingest: Ingest,
+    accept: Accept,
     project_dependency: Callable[..., str],
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
 ) -> APIRouter:
-    """A router serving ``POST /v1/traces``.
+    """A router serving ``POST /v1/traces`` and ``POST /v1/logs``.
 
     ``project_dependency`` is a FastAPI dependency returning the project id of
-    the caller's API key (it raises HTTPException 401 itself). ``ingest`` is
-    called in a worker thread with a non-empty span list and must store the spans
-    durably before returning: the 200 it leads to tells the exporter to forget
-    them. If it raises, the client gets 503 + Retry-After and sends them again.
-    ``max_body_bytes`` bounds the body both as sent and after gunzip.
+    the caller's API key (it raises HTTPException 401 itself). ``accept`` is
+    called in a worker thread with each export holding valid items and must
+    make it durable before returning: the 200 it leads to tells the exporter to
+    forget it. If it raises :class:`Backpressure` the client gets 429 or 503
+    with Retry-After and sends it again; any other exception is a 503 too.
+    ``max_body_bytes`` bounds the body both as sent and after gunzip; past
+    ``max_in_flight`` exports in progress, the next is answered 429 at once.
     """
-    return _signal_router(TRACES, ingest, project_dependency, max_body_bytes)
+    router = APIRouter()
+    in_flight = _InFlight(max_in_flight)
+    for signal in (TRACES, LOGS):
+        router.include_router(
+            _signal_router(signal, accept, project_dependency, max_body_bytes, in_flight)
+        )
+    return router
 
 
-def otlp_logs_router(
-    ingest: LogIngest,
-    project_dependency: Callable[..., str],
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-) -> APIRouter:
-    """A router serving ``POST /v1/logs``, on the same terms as :func:`otlp_http_router`."""
-    return _signal_router(LOGS, ingest, project_dependency, max_body_bytes)
+class _InFlight:
+    """Counts exports in progress; used only on the event loop, so it needs no lock."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def __enter__(self) -> None:
+        if self.count >= self.limit:
+            raise HTTPException(
+                429,
+                f"{self.count} exports are in progress, the most this collector takes; retry later",
+                headers={"Retry-After": str(QueueFull.retry_after)},
+            )
+        self.count += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.count -= 1
 
 
 def _signal_router(
     signal: Signal[Item],
-    ingest: Callable[[str, list[Item]], None],
+    accept: Accept,
     project_dependency: Callable[..., str],
     max_body_bytes: int,
+    in_flight: _InFlight,
 ) -> APIRouter:
     router = APIRouter(route_class=_OtlpRoute)
 
@@ -144,10 +173,11 @@ def _signal_router(
     ) -> Response:
         content_type = _supported_content_type(request)
         gzipped = _is_gzipped(request)
-        body = await _read_body(request, max_body_bytes)
-        upload = _Upload(project_id, body, content_type, gzipped, max_body_bytes)
-        # Inflating, decoding and storing are CPU- or I/O-bound: keep them off the event loop.
-        return await run_in_threadpool(_export, signal, ingest, upload)
+        with in_flight:
+            body = await _read_body(request, max_body_bytes)
+            upload = _Upload(project_id, body, content_type, gzipped, max_body_bytes)
+            # Inflating, decoding and storing are CPU- or I/O-bound: keep them off the loop.
+            return await run_in_threadpool(_export, signal, accept, upload)
 
     return router
 
@@ -213,9 +243,7 @@ class _Upload:
     limit: int
 
 
-def _export(
-    signal: Signal[Item], ingest: Callable[[str, list[Item]], None], upload: _Upload
-) -> Response:
+def _export(signal: Signal[Item], accept: Accept, upload: _Upload) -> Response:
     """Decode, store and acknowledge one export; failures leave as HTTPException."""
     body = _gunzip(upload.body, upload.limit) if upload.gzipped else upload.body
     try:
@@ -223,30 +251,30 @@ def _export(
     except DecodeError as exc:
         raise HTTPException(400, str(exc)) from exc
     try:
-        response = acknowledge(signal, ingest, upload.project_id, items, errors)
-    except StorageUnavailable as exc:
-        raise HTTPException(
-            503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
-        ) from exc
+        response = acknowledge(
+            signal, accept, upload.project_id, items, errors, body, upload.content_type
+        )
+    except Backpressure as exc:
+        status = 429 if isinstance(exc, QueueFull) else 503
+        retry_after = {"Retry-After": str(exc.retry_after)}
+        raise HTTPException(status, str(exc), headers=retry_after) from exc
     as_json = media_type(upload.content_type) == JSON
     return _message_response(200, response, as_json=as_json)
 
 
-class StorageUnavailable(Exception):
-    """Ingest failed: the whole export must be retried (HTTP 503, gRPC UNAVAILABLE)."""
-
-
 def acknowledge(
     signal: Signal[Item],
-    ingest: Callable[[str, list[Item]], None],
+    accept: Accept,
     project_id: str,
     items: list[Item],
     errors: list[str],
+    body: bytes,
+    content_type: str,
 ) -> Message:
-    """Store decoded items and build the Export*ServiceResponse; shared by HTTP and gRPC.
+    """Hand valid items on and build the Export*ServiceResponse; shared by HTTP and gRPC.
 
-    Raises :class:`StorageUnavailable` when ingest fails, so each transport maps
-    it to its own retryable answer.
+    Raises :class:`Backpressure` when the export was not accepted, so each
+    transport maps it to its own retryable answer.
     """
     if errors:
         logger.warning(
@@ -259,8 +287,13 @@ def acknowledge(
         )
     if items:
         try:
-            ingest(project_id, items)
+            accept(Export(signal.name, project_id, list(items), body, content_type))
+        except Backpressure as exc:
+            reason = "queue_full" if isinstance(exc, QueueFull) else "unavailable"
+            signal.rejected.inc(len(items), reason=reason)
+            raise
         except Exception as exc:
+            signal.rejected.inc(len(items), reason="unavailable")
             logger.exception(
                 "project %s: storing %d %s failed; answered retryable so the exporter retries",
                 project_id,

@@ -170,21 +170,6 @@ class Registry:
         return "\n".join(lines) + "\n"
 
 
-@contextmanager
-def stored(written: Counter, rejected: Counter, count: int) -> Iterator[None]:
-    """Count ``count`` items as written if the block returns, as rejected if it raises.
-
-    The receivers answer a failed store with "retry", so those items are
-    rejected for now, not lost.
-    """
-    try:
-        yield
-    except BaseException:
-        rejected.inc(count, reason="store_failed")
-        raise
-    written.inc(count)
-
-
 def _number(value: float) -> str:
     return str(int(value)) if value == int(value) else repr(value)
 
@@ -210,17 +195,14 @@ SPANS_ACCEPTED = REGISTRY.counter(
 SPANS_REJECTED = REGISTRY.counter(
     "tokentrail_spans_rejected_total",
     "Spans refused, by reason: invalid (bad ids or times; reported in partial success,"
-    " never retried), store_failed (the client was told to retry).",
+    " never retried), queue_full and unavailable (back-pressure: the client was told to retry).",
     ("reason",),
 )
 SPANS_QUEUED = REGISTRY.gauge(
     "tokentrail_spans_queued",
-    "Spans waiting between receive and write; always 0 until there is a queue (writes are"
-    " synchronous today).",
+    "Spans accepted (spooled) and not yet written to the store.",
 )
-SPANS_WRITTEN = REGISTRY.counter(
-    "tokentrail_spans_written_total", "Spans stored; the client was acknowledged after this."
-)
+SPANS_WRITTEN = REGISTRY.counter("tokentrail_spans_written_total", "Spans written to the store.")
 SPANS_DROPPED = REGISTRY.counter(
     "tokentrail_spans_dropped_total",
     "Spans acknowledged to a client but not stored. Must stay 0; anything else is a bug.",
@@ -232,7 +214,11 @@ WRITE_SECONDS = REGISTRY.histogram(
 )
 SPOOL_BYTES = REGISTRY.gauge(
     "tokentrail_spool_bytes",
-    "Bytes in the on-disk spool; always 0 until there is a spool (writes are synchronous today).",
+    "Bytes of accepted exports in the on-disk spool not yet written to the store.",
+)
+WRITE_FAILURES = REGISTRY.counter(
+    "tokentrail_write_failures_total",
+    "Failed attempts to write queued exports to the store; each is retried, nothing is lost.",
 )
 SPAN_LIMITED = REGISTRY.counter(
     "tokentrail_span_limit_applied_total",
@@ -248,7 +234,7 @@ LOGS_ACCEPTED = REGISTRY.counter(
 )
 LOGS_REJECTED = REGISTRY.counter(
     "tokentrail_log_records_rejected_total",
-    "Log records refused, by reason: invalid (bad ids), store_failed.",
+    "Log records refused, by reason: invalid (bad ids), queue_full, unavailable.",
     ("reason",),
 )
 LOGS_WRITTEN = REGISTRY.counter(

@@ -1,4 +1,4 @@
-"""The ``tokentrail`` command: serve, migrate, keys, alerts, prices, version.
+"""The ``tokentrail`` command: serve, collector, migrate, keys, alerts, prices, version.
 
 Server parts are imported inside the commands that need them, so the light
 SDK install (no ``[server]`` extra) still answers ``tokentrail version``.
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import grpc
 
     from tokentrail.api.auth import KeyRing
-    from tokentrail.collector.pipeline import IngestPipeline
+    from tokentrail.collector.ingest_queue import IngestQueue
     from tokentrail.schema.store import Store
 
 log = logging.getLogger("tokentrail")
@@ -32,6 +32,7 @@ log = logging.getLogger("tokentrail")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4318
 DEFAULT_GRPC_PORT = 4317  # OTLP/gRPC's registered port
+DEFAULT_SPOOL_MAX_BYTES = 1024**3
 # Off by default: the tokentrail SDK redacts before export, and the store is the
 # operator's own; turn it on for apps whose other SDKs send content unredacted.
 REDACT_CHOICES = ("builtin", "off")
@@ -78,17 +79,31 @@ def _start_demo(server: object, host: str, port: int, api_key: str | None) -> No
 
 
 def serve(args: argparse.Namespace) -> int:
+    """Collector and query API in one process."""
+    return _run_server(args, with_api=True)
+
+
+def collector(args: argparse.Namespace) -> int:
+    """The collector alone: OTLP over HTTP and gRPC, probes and metrics."""
+    return _run_server(args, with_api=False)
+
+
+def _run_server(args: argparse.Namespace, *, with_api: bool) -> int:
     import uvicorn
 
-    from tokentrail.api.alerts.scheduler import start_alerts
-    from tokentrail.api.app import create_app
     from tokentrail.api.auth import KEYS_ENV, KeyRing, create_key, is_loopback, parse_env_keys
     from tokentrail.collector.pipeline import IngestPipeline
+    from tokentrail.collector.service import configured_queue, open_ingest_queue
 
     try:
         env_keys = parse_env_keys(os.environ.get(KEYS_ENV, ""))
+        limits = configured_queue()
     except ValueError as exc:
         print(f"tokentrail: {exc}", file=sys.stderr)
+        return 2
+    redact = args.redact.strip().lower()
+    if redact not in REDACT_CHOICES:
+        print(f"tokentrail: --redact must be one of {', '.join(REDACT_CHOICES)}", file=sys.stderr)
         return 2
     store = _ready_store(args.data_dir)
     keyring = KeyRing(store, env_keys)
@@ -99,45 +114,59 @@ def serve(args: argparse.Namespace) -> int:
                 f"{KEYS_ENV}=key=project or run `tokentrail keys create --project NAME`",
                 file=sys.stderr,
             )
+            store.close()
             return 2
         log.warning("no API keys configured: serving open on loopback, project 'default'")
-    demo_key = None
-    if args.demo and not keyring.is_open:
-        demo_key = create_key(store, "demo", name="tokentrail serve --demo")
-    redact = args.redact.strip().lower()
-    if redact not in REDACT_CHOICES:
-        print(f"tokentrail: --redact must be one of {', '.join(REDACT_CHOICES)}", file=sys.stderr)
-        return 2
     redactor = Redactor() if redact == "builtin" else None
     if redactor is not None:
         log.info("redacting prompts and completions with the built-in patterns before storing")
     pipeline = IngestPipeline(store, redactor=redactor)
-    app = create_app(store, keyring, pipeline)
+    spool_dir = Path(args.spool_dir or Path(args.data_dir) / "spool")
+    queue = open_ingest_queue(pipeline, spool_dir, args.spool_max_bytes, limits)
+    if with_api:
+        from tokentrail.api.app import create_app
+
+        app = create_app(store, keyring, pipeline, queue)
+    else:
+        from tokentrail.collector.service import collector_app
+
+        app = collector_app(store, keyring, queue)
     otlp_grpc = None
     if args.grpc_port:
-        otlp_grpc = _start_grpc(args, keyring, pipeline)
+        otlp_grpc = _start_grpc(args, keyring, queue)
         if otlp_grpc is None:
+            queue.close()
             store.close()
             return 2
     server = uvicorn.Server(
         uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
     )
     log.info(
-        "tokentrail %s: OTLP/HTTP, API and docs on http://%s:%d (docs at /docs), store %s",
+        "tokentrail %s: OTLP/HTTP%s on http://%s:%d, store %s, spool %s",
         __version__,
+        ", API (docs at /docs)" if with_api else "",
         args.host,
         args.port,
         "embedded" if store.embedded else "server",
+        spool_dir,
     )
-    if args.demo:
-        _start_demo(server, args.host, args.port, demo_key)
-    alerts = start_alerts(store, args.alert_interval)
+    alerts = None
+    if with_api:
+        from tokentrail.api.alerts.scheduler import start_alerts
+
+        if args.demo:
+            demo_key = None
+            if not keyring.is_open:
+                demo_key = create_key(store, "demo", name="tokentrail serve --demo")
+            _start_demo(server, args.host, args.port, demo_key)
+        alerts = start_alerts(store, args.alert_interval)
     try:
         server.run()
     finally:
         if otlp_grpc is not None:
-            # Let in-flight exports finish storing before the store closes.
+            # Let in-flight exports reach the queue before it drains.
             otlp_grpc.stop(grace=5).wait()
+        queue.close()
     if alerts is not None:
         alerts.stop()
     store.close()
@@ -145,14 +174,14 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _start_grpc(
-    args: argparse.Namespace, keyring: KeyRing, pipeline: IngestPipeline
+    args: argparse.Namespace, keyring: KeyRing, queue: IngestQueue
 ) -> grpc.Server | None:
     """Start OTLP/gRPC on ``--host``:``--grpc-port``; None (after saying why) if it cannot bind."""
     from tokentrail.collector.grpc_receiver import grpc_address, grpc_server
 
     address = grpc_address(args.host, args.grpc_port)
     try:
-        server, _ = grpc_server(pipeline.ingest, pipeline.ingest_logs, keyring, address)
+        server, _ = grpc_server(queue.submit, keyring, address)
     except RuntimeError as exc:
         print(
             f"tokentrail: cannot serve OTLP/gRPC on {address} ({exc}); "
@@ -230,28 +259,48 @@ def _parser() -> argparse.ArgumentParser:
         )
         return sub
 
-    run = with_store(commands.add_parser("serve", help="run collector and API in one process"))
-    run.add_argument("--host", default=_env("HOST", DEFAULT_HOST), help="TOKENTRAIL_HOST")
-    run.add_argument(
-        "--port", type=int, default=int(_env("PORT", str(DEFAULT_PORT))), help="TOKENTRAIL_PORT"
-    )
-    run.add_argument(
-        "--grpc-port",
-        type=int,
-        default=int(_env("GRPC_PORT", str(DEFAULT_GRPC_PORT))),
-        help="OTLP/gRPC port, 0 turns gRPC off (TOKENTRAIL_GRPC_PORT)",
-    )
+    def with_server(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        with_store(sub)
+        sub.add_argument("--host", default=_env("HOST", DEFAULT_HOST), help="TOKENTRAIL_HOST")
+        sub.add_argument(
+            "--port",
+            type=int,
+            default=int(_env("PORT", str(DEFAULT_PORT))),
+            help="OTLP/HTTP (and API) port (TOKENTRAIL_PORT)",
+        )
+        sub.add_argument(
+            "--grpc-port",
+            type=int,
+            default=int(_env("GRPC_PORT", str(DEFAULT_GRPC_PORT))),
+            help="OTLP/gRPC port, 0 turns gRPC off (TOKENTRAIL_GRPC_PORT)",
+        )
+        sub.add_argument(
+            "--redact",
+            default=_env("REDACT", "off"),
+            help="redact emails, phone and card numbers and secrets in content before storing "
+            "it: builtin or off (TOKENTRAIL_REDACT; default off)",
+        )
+        sub.add_argument(
+            "--spool-dir",
+            default=_env("SPOOL_DIR", ""),
+            help="write-ahead spool of accepted exports (TOKENTRAIL_SPOOL_DIR; default "
+            "DATA_DIR/spool)",
+        )
+        sub.add_argument(
+            "--spool-max-bytes",
+            type=int,
+            default=int(_env("SPOOL_MAX_BYTES", str(DEFAULT_SPOOL_MAX_BYTES))),
+            help="bytes of accepted, unwritten exports the spool may hold before answering "
+            "503 (TOKENTRAIL_SPOOL_MAX_BYTES; default 1 GiB)",
+        )
+        return sub
+
+    run = with_server(commands.add_parser("serve", help="run collector and API in one process"))
     run.add_argument(
         "--demo",
         action="store_true",
         default=_env("DEMO", "") in ("1", "true"),
         help="also send a few minutes of synthetic LLM traffic through the SDK (TOKENTRAIL_DEMO)",
-    )
-    run.add_argument(
-        "--redact",
-        default=_env("REDACT", "off"),
-        help="redact emails, phone and card numbers and secrets in content before storing it: "
-        "builtin or off (TOKENTRAIL_REDACT; default off)",
     )
     run.add_argument(
         "--alert-interval",
@@ -261,6 +310,11 @@ def _parser() -> argparse.ArgumentParser:
         "default 60 on the embedded store, off with a ClickHouse server: use cron there)",
     )
     run.set_defaults(handler=serve)
+    with_server(
+        commands.add_parser(
+            "collector", help="run only the collector (OTLP/HTTP and gRPC, probes, /metrics)"
+        )
+    ).set_defaults(handler=collector)
     with_store(commands.add_parser("migrate", help="apply schema migrations")).set_defaults(
         handler=migrate
     )

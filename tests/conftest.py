@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+from serving import QueueFor
 
 from tokentrail.schema import Store, apply_migrations, open_store
+
+if TYPE_CHECKING:
+    from tokentrail.collector.ingest_queue import IngestQueue
+    from tokentrail.collector.pipeline import IngestPipeline
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +44,20 @@ def fake_provider() -> Iterator[str]:
 
     with FakeProvider() as server:
         yield server.url
+
+
+@pytest.fixture
+def queue_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueFor]:
+    """Opens a started ingest queue (its own spool) over a pipeline; closed after the test."""
+    from tokentrail.collector.service import open_ingest_queue
+
+    opened: list[IngestQueue] = []
+
+    def open_queue(pipeline: IngestPipeline) -> IngestQueue:
+        queue = open_ingest_queue(pipeline, tmp_path_factory.mktemp("spool"), 1024**3)
+        opened.append(queue)
+        return queue
+
+    yield open_queue
+    for queue in opened:
+        queue.close()

@@ -8,12 +8,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from tokentrail.collector.ingest_queue import IngestQueue
+    from tokentrail.collector.pipeline import IngestPipeline
+
+# The conftest fixture ``queue_for``: a started ingest queue over a pipeline.
+QueueFor = Callable[["IngestPipeline"], "IngestQueue"]
 
 READY_SECONDS = 60
 
@@ -38,6 +45,15 @@ def serving(data_dir: Path, *args: str, keys: str = "", grpc_port: int = 0) -> I
 
     ``grpc_port`` turns OTLP/gRPC on at that port (off by default).
     """
+    with serve_process(data_dir, *args, keys=keys, grpc_port=grpc_port) as (_, base):
+        yield base
+
+
+@contextmanager
+def serve_process(
+    data_dir: Path, *args: str, keys: str = "", grpc_port: int = 0
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """As ``serving``, but also yield the process, for tests that kill it themselves."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"serve-{port}.log"
@@ -48,7 +64,7 @@ def serving(data_dir: Path, *args: str, keys: str = "", grpc_port: int = 0) -> I
             env=cli_env(keys), stdout=log, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         try:
-            yield _wait_ready(process, f"http://127.0.0.1:{port}", log_path)
+            yield process, _wait_ready(process, f"http://127.0.0.1:{port}", log_path)
         finally:
             process.terminate()
             try:

@@ -16,12 +16,16 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from serving import QueueFor
 
 from tokentrail.api.errors import install_error_handlers
 from tokentrail.api.features import feature_reports
-from tokentrail.api.routes import api_router, health_router
+from tokentrail.api.routes import api_router
 from tokentrail.api.timewindow import TimeWindow, rfc3339
+from tokentrail.collector.health import health_router
+from tokentrail.collector.pipeline import IngestPipeline
 from tokentrail.collector.records import LlmCall, Score, Span, SpanEvent
+from tokentrail.collector.service import readiness
 from tokentrail.collector.writer import Writer
 from tokentrail.schema.store import Store
 
@@ -106,7 +110,6 @@ def build_app(store: Store, project: str) -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)  # as create_app does
     app.include_router(api_router(store, lambda: project, record_scores=record_scores))
-    app.include_router(health_router(store))
     return app
 
 
@@ -663,7 +666,7 @@ def test_every_route_is_documented(client: TestClient):
 
     operations = [op for path in schema["paths"].values() for op in path.values()]
     assert {"/api/v1/traces", "/api/v1/traces/{trace_id}", "/api/v1/features",
-            "/api/v1/scores", "/healthz", "/readyz"} <= set(schema["paths"])  # fmt: skip
+            "/api/v1/scores"} <= set(schema["paths"])  # fmt: skip
     assert all(op.get("summary") and op.get("description") for op in operations)
     cost = schema["components"]["schemas"]["TraceSummary"]["properties"]["cost_usd"]
     assert cost["type"] == "number"
@@ -682,15 +685,19 @@ class _UnreachableStore(Store):
         raise ConnectionError("connection refused")
 
 
-def test_health_probes(client: TestClient):
-    assert client.get("/healthz").json() == {"status": "ok", "reason": None}
-    ready = client.get("/readyz")
+def test_health_probes(store: Store, queue_for: QueueFor):
+    app = FastAPI()
+    app.include_router(health_router(readiness(store, queue_for(IngestPipeline(store)))))
+    with TestClient(app) as up:
+        assert up.get("/healthz").json() == {"status": "ok", "reason": None}
+        ready = up.get("/readyz")
     assert (ready.status_code, ready.json()["status"]) == (200, "ok")
 
 
-def test_readyz_is_503_when_the_store_is_down():
+def test_readyz_is_503_when_the_store_is_down(store: Store, queue_for: QueueFor):
     app = FastAPI()
-    app.include_router(health_router(_UnreachableStore()))
+    queue = queue_for(IngestPipeline(store))
+    app.include_router(health_router(readiness(_UnreachableStore(), queue)))
 
     with TestClient(app) as down:
         assert down.get("/healthz").status_code == 200

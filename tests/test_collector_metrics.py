@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.logs.v1 import logs_pb2
+from serving import QueueFor
 
 from tokentrail.api.app import create_app
 from tokentrail.api.auth import KeyRing, hash_key
@@ -57,9 +58,10 @@ def parse(text: str) -> dict[Sample, float]:
 
 
 @pytest.fixture
-def client(store: Store, project_id: str) -> Iterator[TestClient]:
+def client(store: Store, project_id: str, queue_for: QueueFor) -> Iterator[TestClient]:
     keyring = KeyRing(store, env_keys={hash_key(KEY): project_id})
-    with TestClient(create_app(store, keyring, IngestPipeline(store))) as test_client:
+    pipeline = IngestPipeline(store)
+    with TestClient(create_app(store, keyring, pipeline, queue_for(pipeline))) as test_client:
         yield test_client
 
 
@@ -146,23 +148,44 @@ def test_counters_move_exactly_with_good_partial_and_malformed_requests(
         assert after[_name(gauge)] == 0
 
 
-def test_a_failed_store_counts_as_rejected_for_retry_not_written(
-    store: Store, project_id: str, monkeypatch: pytest.MonkeyPatch
+def test_exports_wait_in_the_spool_while_writes_fail_and_drain_when_they_succeed(
+    store: Store, project_id: str, queue_for: QueueFor
 ) -> None:
+    """A real store fault: the spans table is detached, so every write fails until re-attached."""
     pipeline = IngestPipeline(store)
     keyring = KeyRing(store, env_keys={hash_key(KEY): project_id})
-    client = TestClient(create_app(store, keyring, pipeline))
-
-    def fail(*args: object, **kwargs: object) -> None:
-        raise ConnectionError("store down")
-
-    monkeypatch.setattr(pipeline._writer, "write", fail)
+    queue = queue_for(pipeline)
+    client = TestClient(create_app(store, keyring, pipeline, queue))
     before = _scrape(client)
-    assert _post(client, "/v1/traces", _spans(b"\x01" * 8)) == 503
-    delta = _delta(before, _scrape(client))
-    assert delta[_name("tokentrail_spans_rejected_total", reason="store_failed")] == 1
-    assert _name("tokentrail_spans_written_total") not in delta
-    assert delta[_name("tokentrail_otlp_http_requests_total", signal="traces", code="503")] == 1
+    store.command("DETACH TABLE spans")
+    try:
+        # Accepted: the export is fsync'd in the spool, so the 200 is honest.
+        assert _post(client, "/v1/traces", _spans(b"\x01" * 8)) == 200
+        assert _post(client, "/v1/traces", _spans(b"\x02" * 8)) == 200
+        ready = client.get("/readyz")
+        during = _delta(before, _scrape(client))
+    finally:
+        store.command("ATTACH TABLE spans")
+
+    assert ready.status_code == 503
+    assert "writes are failing" in ready.json()["reason"]
+    assert during[_name("tokentrail_write_failures_total")] >= 1
+    assert during[_name("tokentrail_spans_queued")] == 2
+    assert during[_name("tokentrail_spool_bytes")] > 0
+    assert _name("tokentrail_spans_written_total") not in during
+    assert during[_name("tokentrail_otlp_http_requests_total", signal="traces", code="200")] == 2
+
+    assert queue.drain(timeout_s=30)
+    after = _delta(before, _scrape(client))
+    assert after[_name("tokentrail_spans_written_total")] == 2
+    assert _name("tokentrail_spans_queued") not in after  # back to where it was
+    assert _name("tokentrail_spool_bytes") not in after
+    assert _name("tokentrail_spans_dropped_total") not in after
+    assert client.get("/readyz").status_code == 200
+    stored = store.query(
+        "SELECT count() FROM spans FINAL WHERE project_id = {p:String}", {"p": project_id}
+    ).rows
+    assert stored == [(2,)]
 
 
 def test_rendering_escapes_label_values_and_keeps_histograms_cumulative() -> None:

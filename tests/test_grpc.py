@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -18,13 +18,20 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.trace.export import SpanExportResult
-from serving import free_port, serving
+from serving import QueueFor, free_port, serving
 from test_logs import COMPLETION, PROMPT, record_per_message_events, texts
 
 from tokentrail.api.auth import KeyRing, hash_key
 from tokentrail.collector.grpc_receiver import grpc_server
+from tokentrail.collector.ingest_queue import (
+    QUEUE_FULL_RETRY_AFTER_SECONDS,
+    RETRY_AFTER_SECONDS,
+    Export,
+    QueueFull,
+    StorageUnavailable,
+)
 from tokentrail.collector.pipeline import IngestPipeline
-from tokentrail.collector.receiver import RETRY_AFTER_SECONDS
+from tokentrail.collector.receiver import Accept
 from tokentrail.schema import Store
 from tokentrail.schema.prices import seed_shipped_prices
 
@@ -35,13 +42,11 @@ TRACE_HEX = "5b8efff798038103d269b633813fc60c"
 # 12 input tokens at $0.15/M + 5 output tokens at $0.60/M (shipped gpt-4o-mini price)
 CALL_COST = Decimal("0.0000048")
 
-Ingest = Callable[[str, list[Any]], None]
-
 
 @contextmanager
-def receiver(ingest: Ingest, log_ingest: Ingest, keyring: KeyRing) -> Iterator[str]:
+def receiver(accept: Accept, keyring: KeyRing) -> Iterator[str]:
     """A gRPC receiver on a free loopback port; yields its ``host:port``."""
-    server, port = grpc_server(ingest, log_ingest, keyring, "127.0.0.1:0", max_message_bytes=LIMIT)
+    server, port = grpc_server(accept, keyring, "127.0.0.1:0", max_message_bytes=LIMIT)
     server.start()
     try:
         yield f"127.0.0.1:{port}"
@@ -55,11 +60,10 @@ def keyring(store: Store, project_id: str) -> KeyRing:
 
 
 @pytest.fixture
-def target(store: Store, keyring: KeyRing) -> Iterator[str]:
-    """The receiver on the real pipeline, with the shipped prices."""
+def target(store: Store, keyring: KeyRing, queue_for: QueueFor) -> Iterator[str]:
+    """The receiver on the real ingest queue and pipeline, with the shipped prices."""
     seed_shipped_prices(store)
-    pipeline = IngestPipeline(store)
-    with receiver(pipeline.ingest, pipeline.ingest_logs, keyring) as address:
+    with receiver(queue_for(IngestPipeline(store)).submit, keyring) as address:
         yield address
 
 
@@ -155,12 +159,23 @@ def test_a_bad_or_missing_key_is_unauthenticated(
     assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_failed_storage_is_unavailable_with_a_retry_delay(keyring: KeyRing) -> None:
-    def broken(project_id: str, items: list[Any]) -> None:
-        raise OSError("disk full")
+@pytest.mark.parametrize(
+    ("refusal", "code", "delay"),
+    [
+        (OSError("disk full"), grpc.StatusCode.UNAVAILABLE, RETRY_AFTER_SECONDS),
+        (StorageUnavailable("spool full"), grpc.StatusCode.UNAVAILABLE, RETRY_AFTER_SECONDS),
+        (QueueFull("busy"), grpc.StatusCode.RESOURCE_EXHAUSTED, QUEUE_FULL_RETRY_AFTER_SECONDS),
+    ],
+    ids=["failure", "unavailable", "queue-full"],
+)
+def test_a_refused_export_is_retryable_with_a_retry_delay(
+    keyring: KeyRing, refusal: Exception, code: grpc.StatusCode, delay: int
+) -> None:
+    def refuse(export: Export) -> None:
+        raise refusal
 
     with (
-        receiver(broken, broken, keyring) as address,
+        receiver(refuse, keyring) as address,
         grpc.insecure_channel(address) as channel,
         pytest.raises(grpc.RpcError) as raised,
     ):
@@ -168,9 +183,9 @@ def test_failed_storage_is_unavailable_with_a_retry_delay(keyring: KeyRing) -> N
             proto_request(bytes.fromhex(TRACE_HEX)), metadata=METADATA
         )
 
-    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert raised.value.code() == code
     retry = RetryInfo.FromString(dict(raised.value.trailing_metadata())["google.rpc.retryinfo-bin"])
-    assert retry.retry_delay.seconds == RETRY_AFTER_SECONDS
+    assert retry.retry_delay.seconds == delay
 
 
 @pytest.mark.parametrize("compression", [None, grpc.Compression.Gzip], ids=["plain", "gzip"])

@@ -34,15 +34,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.genai.handler import TelemetryHandler
 from opentelemetry.util.genai.types import InputMessage, OutputMessage, Text
-from serving import serving_app
+from serving import QueueFor, serving_app
 
 from tokentrail.api.app import create_app
 from tokentrail.api.auth import KeyRing, hash_key
 from tokentrail.api.traces import get_trace
-from tokentrail.collector.decode import DecodeError
 from tokentrail.collector.decode_logs import flatten_logs, parse_logs_request
+from tokentrail.collector.ingest_queue import Export
 from tokentrail.collector.pipeline import IngestPipeline
-from tokentrail.collector.receiver import otlp_logs_router
+from tokentrail.collector.receiver import otlp_http_router
 from tokentrail.collector.records import LogRecord, Span
 from tokentrail.schema.store import Store
 
@@ -239,11 +239,22 @@ def test_json_ids_are_hex_and_a_bad_record_is_rejected_alone() -> None:
     assert errors == ["log record 2 of scope 0 of resource 0: trace_id must be 16 bytes, got 12"]
 
 
-def test_json_base64_ids_are_refused_rather_than_misread() -> None:
-    body = logs_json({"traceId": "W47/95gDgQPSabYzgT/GDA==", "spanId": SPAN_HEX})
+def test_json_non_hex_ids_reject_their_record_alone_rather_than_being_misread() -> None:
+    body = logs_json(
+        {"traceId": "W47/95gDgQPSabYzgT/GDA==", "spanId": SPAN_HEX},  # base64, not hex
+        {"traceId": TRACE_HEX, "spanId": SPAN_HEX, "severityText": "kept"},
+        {"spanId": "zz" * 8},
+    )
 
-    with pytest.raises(DecodeError, match=r"logRecords\[0\]\.traceId must be a hex string"):
-        parse_logs_request(body, JSON)
+    records, errors = flatten_logs(parse_logs_request(body, JSON))
+
+    assert [record.severity_text for record in records] == ["kept"]
+    assert errors == [
+        "log record 0 of scope 0 of resource 0: trace_id must be a hex string"
+        " (OTLP/JSON ids are hex, not base64), got 'W47/95gDgQPSabYzgT/GDA=='",
+        "log record 2 of scope 0 of resource 0: span_id must be a hex string"
+        " (OTLP/JSON ids are hex, not base64), got 'zzzzzzzzzzzzzzzz'",
+    ]
 
 
 # --- the receiver ----------------------------------------------------------------------
@@ -256,11 +267,11 @@ class RecordingIngest:
         self.batches: list[list[LogRecord]] = []
         self.error: Exception | None = None
 
-    def __call__(self, project_id: str, records: list[LogRecord]) -> None:
+    def __call__(self, export: Export) -> None:
         if self.error is not None:
             raise self.error
-        assert project_id == "p1"
-        self.batches.append(records)
+        assert (export.signal, export.project_id) == ("logs", "p1")
+        self.batches.append(export.items)
 
 
 def api_key(request: Request) -> str:
@@ -277,7 +288,7 @@ def ingest() -> RecordingIngest:
 @pytest.fixture
 def receiver(ingest: RecordingIngest) -> TestClient:
     app = FastAPI()
-    app.include_router(otlp_logs_router(ingest, api_key, max_body_bytes=LIMIT))
+    app.include_router(otlp_http_router(ingest, api_key, max_body_bytes=LIMIT))
     return TestClient(app)
 
 
@@ -382,10 +393,11 @@ def test_failed_storage_is_503_so_the_exporter_retries(
 
 
 @pytest.fixture
-def app(store: Store, project_id: str) -> FastAPI:
+def app(store: Store, project_id: str, queue_for: QueueFor) -> FastAPI:
     """The real composition root, with a key for this test's project."""
     keyring = KeyRing(store, env_keys={hash_key(KEY): project_id})
-    return create_app(store, keyring, IngestPipeline(store))
+    pipeline = IngestPipeline(store)
+    return create_app(store, keyring, pipeline, queue_for(pipeline))
 
 
 @pytest.fixture

@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from serving import QueueFor
 
 from tokentrail.api.app import create_app
 from tokentrail.api.auth import KeyRing, hash_key
 from tokentrail.api.routes import api_router
 from tokentrail.api.timewindow import rfc3339
+from tokentrail.collector.ingest_queue import IngestQueue
 from tokentrail.collector.pipeline import IngestPipeline
 from tokentrail.collector.records import Span
 from tokentrail.schema import Store
@@ -68,15 +70,24 @@ def pipeline(store: Store) -> IngestPipeline:
     return IngestPipeline(store)
 
 
-def client_for(store: Store, project_id: str, pipeline: IngestPipeline) -> TestClient:
+@pytest.fixture
+def queue(queue_for: QueueFor, pipeline: IngestPipeline) -> IngestQueue:
+    return queue_for(pipeline)
+
+
+def client_for(
+    store: Store, project_id: str, pipeline: IngestPipeline, queue: IngestQueue
+) -> TestClient:
     keyring = KeyRing(store, env_keys={hash_key(KEY): project_id})
-    app = create_app(store, keyring, pipeline)
+    app = create_app(store, keyring, pipeline, queue)
     return TestClient(app, headers={"Authorization": f"Bearer {KEY}"})
 
 
 @pytest.fixture
-def client(store: Store, project_id: str, pipeline: IngestPipeline) -> Iterator[TestClient]:
-    with client_for(store, project_id, pipeline) as test_client:
+def client(
+    store: Store, project_id: str, pipeline: IngestPipeline, queue: IngestQueue
+) -> Iterator[TestClient]:
+    with client_for(store, project_id, pipeline, queue) as test_client:
         yield test_client
 
 
@@ -292,7 +303,7 @@ def listed(client: TestClient, **query: str) -> list[dict[str, Any]]:
 
 
 def test_the_list_says_which_price_applies(
-    client: TestClient, store: Store, pipeline: IngestPipeline
+    client: TestClient, store: Store, pipeline: IngestPipeline, queue: IngestQueue
 ) -> None:
     query = {"provider": "openai", "model": "GPT-4O-MINI"}
     (shipped,) = listed(client, **query)
@@ -315,7 +326,7 @@ def test_the_list_says_which_price_applies(
     ]
     later = listed(client, **query, on="2100-06-01")
     assert [r["applies"] for r in later] == [False, True, False]
-    with client_for(store, "someone-else-" + uuid.uuid4().hex, pipeline) as other:
+    with client_for(store, "someone-else-" + uuid.uuid4().hex, pipeline, queue) as other:
         assert [(r["scope"], r["applies"]) for r in listed(other, **query)] == [("shipped", True)]
 
 
@@ -409,8 +420,10 @@ def test_bad_recompute_is_422(
     assert response.json()["detail"][0]["loc"] == location
 
 
-def test_prices_need_a_key(store: Store, project_id: str, pipeline: IngestPipeline) -> None:
-    with client_for(store, project_id, pipeline) as keyed:
+def test_prices_need_a_key(
+    store: Store, project_id: str, pipeline: IngestPipeline, queue: IngestQueue
+) -> None:
+    with client_for(store, project_id, pipeline, queue) as keyed:
         keyed.headers.pop("Authorization")
         assert keyed.get("/api/v1/prices").status_code == 401
         assert keyed.put("/api/v1/prices/gpt-4o", json=VALID).status_code == 401

@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from serving import serving_app
 
+from tokentrail.collector.ingest_queue import Export
 from tokentrail.collector.receiver import otlp_http_router
 from tokentrail.collector.records import Span
 
@@ -78,10 +79,11 @@ class RecordingIngest:
         self.calls: list[tuple[str, list[Span]]] = []
         self.error: Exception | None = None
 
-    def __call__(self, project_id: str, spans: list[Span]) -> None:
+    def __call__(self, export: Export) -> None:
         if self.error is not None:
             raise self.error
-        self.calls.append((project_id, spans))
+        assert export.signal == "traces"
+        self.calls.append((export.project_id, export.items))
 
     @property
     def spans(self) -> list[Span]:
@@ -225,6 +227,28 @@ def test_rejected_spans_are_reported_as_partial_success_in_protobuf(
     assert response.partial_success.rejected_spans == 1
     assert "span_id must be 8 bytes, got 4" in response.partial_success.error_message
     assert [span.name for span in ingest.spans] == ["good"]
+
+
+@pytest.mark.parametrize("bad_id", ["zz" * 16, "W47/95gDgQPSabYzgT/GDA==", TRACE_HEX[:-1]])
+def test_a_non_hex_json_id_rejects_only_its_span(
+    client: TestClient, ingest: RecordingIngest, bad_id: str
+) -> None:
+    body = json_body(
+        {"traceId": TRACE_HEX, "spanId": SPAN_HEX, "name": "good"},
+        {"traceId": bad_id, "spanId": SPAN_HEX, "name": "not hex"},
+        {"traceId": TRACE_HEX, "spanId": "00000000000000aa", "name": "also good"},
+    )
+    status, _, content = post(client, body, JSON)
+
+    assert status == 200
+    assert json.loads(content) == {
+        "partialSuccess": {
+            "rejectedSpans": "1",
+            "errorMessage": "span 1 of scope 0 of resource 0: trace_id must be a hex string"
+            f" (OTLP/JSON ids are hex, not base64), got {bad_id!r}",
+        }
+    }
+    assert [span.name for span in ingest.spans] == ["good", "also good"]
 
 
 def test_many_rejections_are_counted_fully_but_listed_briefly(

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Literal
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
-from tokentrail.api.models import Health
-from tokentrail.schema.store import Store
+# None when ready, else the reason to show; called on every probe.
+Readiness = Callable[[], "str | None"]
 
 
-def health_router(store: Store) -> APIRouter:
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    reason: str | None = None
+
+
+def health_router(readiness: Readiness) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get(
@@ -25,14 +34,16 @@ def health_router(store: Store) -> APIRouter:
         "/readyz",
         response_model=Health,
         summary="Readiness",
-        description="200 when the store answers a query, else 503 with the reason.",
-        responses={503: {"model": Health, "description": "The store does not answer."}},
+        description="200 when the store answers and accepted exports are written as they "
+        "come, else 503 with the reason (exports may still be accepted into the spool).",
+        responses={503: {"model": Health, "description": "Not ready, and why."}},
     )
     def readyz() -> Health | JSONResponse:
-        if store.ping():
+        reason = readiness()
+        if reason is None:
             return Health(status="ok")
         # A load balancer reads the status code; people read the reason.
-        unavailable = Health(status="unavailable", reason="ClickHouse store did not answer")
+        unavailable = Health(status="unavailable", reason=reason)
         return JSONResponse(unavailable.model_dump(), status_code=503)
 
     return router

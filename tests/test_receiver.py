@@ -5,10 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import threading
 import tracemalloc
 from collections.abc import Iterator
 from typing import Annotated
 
+import httpx
 import pytest
 from fastapi import FastAPI, Header, HTTPException
 from fastapi.testclient import TestClient
@@ -432,3 +434,30 @@ def test_the_otel_sdk_exporter_delivers_spans(
     assert exporter.export(sdk_spans) == SpanExportResult.SUCCESS
     exporter.shutdown()
     assert sorted(span.name for span in ingest.spans) == sorted(s.name for s in sdk_spans)
+
+
+def test_past_the_in_flight_bound_an_export_is_429_at_once(ingest: RecordingIngest) -> None:
+    """Exports in progress hold memory: past the bound the next is refused, not buffered."""
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(export: Export) -> None:
+        entered.set()
+        assert release.wait(10)
+        ingest(export)
+
+    app = FastAPI()
+    app.include_router(otlp_http_router(slow, project_from_key, max_in_flight=1))
+    headers = {"Authorization": API_KEY, "Content-Type": PROTOBUF}
+    body = proto_request(proto_span()).SerializeToString()
+    with serving_app(app) as base, httpx.Client(base_url=base, headers=headers) as http:
+        first = threading.Thread(target=http.post, args=("/v1/traces",), kwargs={"content": body})
+        first.start()
+        assert entered.wait(10)
+        refused = http.post("/v1/traces", content=body)
+        release.set()
+        first.join(10)
+
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "1"
+    assert "exports are in progress" in protobuf_status(refused.content).message
+    assert len(ingest.calls) == 1

@@ -51,15 +51,18 @@ def serving(data_dir: Path, *args: str, keys: str = "", grpc_port: int = 0) -> I
 
 @contextmanager
 def serve_process(
-    data_dir: Path, *args: str, keys: str = "", grpc_port: int = 0
+    data_dir: Path, *args: str, keys: str = "", grpc_port: int = 0, command: str = "serve"
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """As ``serving``, but also yield the process, for tests that kill it themselves."""
+    """As ``serving``, but also yield the process, for tests that kill it themselves.
+
+    ``command`` runs ``tokentrail collector`` instead, with the same options.
+    """
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"serve-{port}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tokentrail.cli", "serve", "--port", str(port),
+            [sys.executable, "-m", "tokentrail.cli", command, "--port", str(port),
              "--grpc-port", str(grpc_port), "--data-dir", str(data_dir), *args],
             env=cli_env(keys), stdout=log, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip

@@ -14,11 +14,12 @@ import pytest
 from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogExporter
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.trace.export import SpanExportResult
-from serving import QueueFor, free_port, serving
+from serving import QueueFor, free_port, serve_process, serving
 from test_logs import COMPLETION, PROMPT, record_per_message_events, texts
 
 from tokentrail.api.auth import KeyRing, hash_key
@@ -233,3 +234,37 @@ def test_serve_accepts_otlp_grpc(tmp_path: Path) -> None:
 
     assert response.status_code == 200, response.text
     assert [span["name"] for span in response.json()["spans"]] == ["chat gpt-4o-mini"]
+
+
+def test_the_standalone_collector_takes_grpc_and_http_and_serves_no_query_api(
+    tmp_path: Path,
+) -> None:
+    grpc_port = free_port()
+    recorded = record_per_message_events()
+    keys = f"{KEY}=collector-e2e"
+    with serve_process(tmp_path / "data", keys=keys, grpc_port=grpc_port, command="collector") as (
+        _,
+        base,
+    ):
+        spans = OTLPSpanExporter(
+            endpoint=f"127.0.0.1:{grpc_port}", insecure=True, headers=dict(METADATA)
+        )
+        assert spans.export(recorded.spans) == SpanExportResult.SUCCESS
+        spans.shutdown()
+        logs = HttpLogExporter(endpoint=f"{base}/v1/logs", headers=dict(METADATA))
+        assert logs.export(recorded.logs) == LogRecordExportResult.SUCCESS
+        logs.shutdown()
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        query = httpx.get(f"{base}/api/v1/features", headers=dict(METADATA), timeout=10)
+
+    assert "tokentrail_spans_written_total 1\n" in metrics
+    assert "tokentrail_log_records_written_total 3\n" in metrics
+    assert query.status_code == 404  # the query API runs in `serve`, not here
+    # What the collector wrote is what `serve` then reports from the same store.
+    with serving(tmp_path / "data", keys=keys) as base:
+        trace = httpx.get(
+            f"{base}/api/v1/traces/{recorded.trace_id}", headers=dict(METADATA), timeout=10
+        )
+    assert trace.status_code == 200, trace.text
+    [span] = trace.json()["spans"]
+    assert texts(span["llm"]["prompt"]) == PROMPT

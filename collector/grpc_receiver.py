@@ -47,6 +47,9 @@ DEFAULT_GRPC_PORT = 4317
 # Each export holds a worker while it is stored; a few cover a handful of
 # exporters, and more would only queue on the same store.
 DEFAULT_WORKERS = 8
+# Calls waiting for a worker wait in memory: past this many in all, gRPC itself
+# answers RESOURCE_EXHAUSTED (which OTel exporters retry), as HTTP answers 429.
+MAX_CONCURRENT_CALLS = 4 * DEFAULT_WORKERS
 
 # The OTLP exporters read the retry delay from this trailer (google.rpc.RetryInfo).
 _RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
@@ -105,6 +108,7 @@ def grpc_server(
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tokentrail-grpc"),
+        maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS,
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             # gRPC turns SO_REUSEPORT on by default: a second server would then

@@ -205,7 +205,8 @@ SPANS_QUEUED = REGISTRY.gauge(
 SPANS_WRITTEN = REGISTRY.counter("tokentrail_spans_written_total", "Spans written to the store.")
 SPANS_DROPPED = REGISTRY.counter(
     "tokentrail_spans_dropped_total",
-    "Spans acknowledged to a client but not stored. Must stay 0; anything else is a bug.",
+    "Spans acknowledged to a client but not stored: set aside in the spool's rejected/"
+    " folder after their writes kept failing. Must stay 0; anything else is a bug.",
 )
 WRITE_SECONDS = REGISTRY.histogram(
     "tokentrail_span_write_duration_seconds",

@@ -98,6 +98,9 @@ class Store:
             )
 
     def ping(self) -> bool:
+        """Whether the store answers; bounded to seconds, as readiness probes need."""
+        if self._lock is None:
+            return bool(self._client.ping())  # GET /ping with a short timeout of its own
         try:
             return bool(self.command("SELECT 1") == 1)
         except Exception:
@@ -116,6 +119,10 @@ def open_store(dsn: str) -> Store:
     if scheme in ("http", "https", "clickhouse", "clickhouses"):
         # API threads query concurrently; a shared session id would make the
         # server reject overlapping queries.
-        client = clickhouse_connect.get_client(dsn=dsn, autogenerate_session_id=False)
+        # A server that stops answering must fail a write in seconds, not the
+        # driver's default five minutes, so the collector turns to its spool.
+        client = clickhouse_connect.get_client(
+            dsn=dsn, autogenerate_session_id=False, connect_timeout=5, send_receive_timeout=60
+        )
         return Store(client, embedded=False)
     raise ValueError(f"unsupported ClickHouse DSN scheme {scheme!r}: use chdb:///dir or http(s)://")

@@ -172,6 +172,11 @@ class IngestQueue:
         if writing:
             entry.answered.wait(self._limits.ack_wait_s)
 
+    @property
+    def spooled_bytes(self) -> int:
+        """Bytes of accepted exports on disk and not yet written."""
+        return self._spool.pending_bytes
+
     def readiness(self) -> str | None:
         """None while exports are written as they come, else why not (for ``/readyz``)."""
         failure = self._failure

@@ -71,7 +71,10 @@ def readiness(store: Store, queue: IngestQueue) -> Readiness:
 
     def check() -> str | None:
         if not store.ping():
-            return f"ClickHouse store did not answer; {queue.readiness() or 'spool empty'}"
+            return (
+                f"ClickHouse store did not answer; {queue.spooled_bytes} bytes of accepted "
+                "exports wait in the spool"
+            )
         return queue.readiness()
 
     return check

@@ -53,6 +53,9 @@ _SCALAR_VALUES = frozenset(
 
 # OTLP/JSON spells ids as hex; protobuf's JSON mapping expects base64 for bytes.
 _JSON_ID_KEYS = ("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id")
+# Prefixes, in place of the id, what a client sent as a non-hex OTLP/JSON id.
+# Longer than any valid id, so a marked id can never pass as one.
+_NOT_HEX = b"\xfftokentrail:not-hex\xff"
 
 IdPath = tuple[tuple[tuple[str, ...], bool], ...]
 """Where a signal's OTLP/JSON carries ids: per nesting level, the keys of its list
@@ -124,7 +127,7 @@ def _parse_json(body: bytes, request_type: type[Request], id_path: IdPath) -> Re
         raise DecodeError(f"invalid OTLP/JSON {name}: {exc}") from exc
 
 
-def _hex_ids_to_base64(node: dict[str, Any], id_path: IdPath, where: str = "") -> None:
+def _hex_ids_to_base64(node: dict[str, Any], id_path: IdPath) -> None:
     """Rewrite the ids along ``id_path`` from OTLP/JSON hex to the base64 ParseDict expects.
 
     Done before parsing because afterwards a hex id has already been read as
@@ -133,11 +136,10 @@ def _hex_ids_to_base64(node: dict[str, Any], id_path: IdPath, where: str = "") -
     if not id_path:
         return
     (keys, holds_ids), deeper = id_path[0], id_path[1:]
-    for i, child in _objects(node, *keys):
-        here = f"{where}.{keys[0]}[{i}]" if where else f"{keys[0]}[{i}]"
+    for _, child in _objects(node, *keys):
         if holds_ids:
-            _convert_ids(child, here)
-        _hex_ids_to_base64(child, deeper, here)
+            _convert_ids(child)
+        _hex_ids_to_base64(child, deeper)
 
 
 def _objects(parent: dict[str, Any], *keys: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -153,7 +155,7 @@ def _objects(parent: dict[str, Any], *keys: str) -> Iterator[tuple[int, dict[str
             return
 
 
-def _convert_ids(obj: dict[str, Any], where: str) -> None:
+def _convert_ids(obj: dict[str, Any]) -> None:
     for key in _JSON_ID_KEYS:
         value = obj.get(key)
         if not isinstance(value, str):
@@ -161,10 +163,11 @@ def _convert_ids(obj: dict[str, Any], where: str) -> None:
         try:
             raw = bytes.fromhex(value)
         except ValueError:
-            raise DecodeError(
-                f"{where}.{key} must be a hex string (OTLP/JSON ids are hex, not base64),"
-                f" got {value[:48]!r}"
-            ) from None
+            raw = b""
+        if len(raw) * 2 != len(value):  # not hex, or hex with whitespace fromhex skipped
+            # Rejected with its span or record, not the whole request: flatten
+            # reports the marked id, which no id length can be (see length_problem).
+            raw = _NOT_HEX + value[:48].encode("utf-8", "backslashreplace")
         obj[key] = base64.b64encode(raw).decode("ascii")
 
 
@@ -251,9 +254,15 @@ def time_problem(name: str, value: int) -> str | None:
 
 
 def length_problem(name: str, value: bytes, size: int, *, optional: bool) -> str | None:
-    """Why an id has the wrong length, or None; ``optional`` ids may also be empty."""
+    """Why an id has the wrong length or was not hex in OTLP/JSON, or None.
+
+    ``optional`` ids may also be empty.
+    """
     if len(value) == size or (optional and not value):
         return None
+    if value.startswith(_NOT_HEX):  # bounded: protobuf clients can send these bytes too
+        sent = value[len(_NOT_HEX) : len(_NOT_HEX) + 300].decode("utf-8", "replace")
+        return f"{name} must be a hex string (OTLP/JSON ids are hex, not base64), got {sent!r}"
     return f"{name} must be {size} bytes, got {len(value)}"
 
 

@@ -280,12 +280,65 @@ def test_json_with_charset_parameter_is_accepted() -> None:
     assert len(spans) == 1
 
 
-def test_json_base64_id_is_a_decode_error_naming_the_field() -> None:
-    base64_id = base64.b64encode(bytes.fromhex(TRACE_HEX)).decode()
-    body = json_body({"traceId": base64_id, "spanId": SPAN_HEX})
+NOT_HEX = "must be a hex string (OTLP/JSON ids are hex, not base64), got"
 
-    with pytest.raises(DecodeError, match=r"spans\[0\]\.traceId must be a hex string"):
-        parse_traces_request(body, JSON)
+
+@pytest.mark.parametrize(
+    ("ids", "problem"),
+    [
+        (
+            {"traceId": "W47/95gDgQPSabYzgT/GDA=="},  # base64, as protobuf's JSON mapping has it
+            f"trace_id {NOT_HEX} 'W47/95gDgQPSabYzgT/GDA=='",
+        ),
+        ({"traceId": "zz" * 16}, f"trace_id {NOT_HEX} '{'zz' * 16}'"),
+        ({"spanId": "eee19b7ec3c1b17g"}, f"span_id {NOT_HEX} 'eee19b7ec3c1b17g'"),
+        ({"spanId": "eee19b7ec3c1b17"}, f"span_id {NOT_HEX} 'eee19b7ec3c1b17'"),  # odd length
+        ({"parentSpanId": "ee e1 9b 7e c3 c1 b1 74"}, f"parent_span_id {NOT_HEX}"),
+        ({"parent_span_id": "not hex"}, f"parent_span_id {NOT_HEX} 'not hex'"),
+        (
+            {"links": [{"traceId": TRACE_HEX, "spanId": "ÿ" * 8}]},
+            f"link 0: span_id {NOT_HEX} '{'ÿ' * 8}'",
+        ),
+        ({"traceId": "x" * 1000}, f"trace_id {NOT_HEX} '{'x' * 48}'"),  # quoted, not all of it
+    ],
+)
+def test_json_non_hex_id_rejects_its_span_alone_naming_the_field(
+    ids: dict[str, Any], problem: str
+) -> None:
+    body = json_body(
+        {"traceId": TRACE_HEX, "spanId": SPAN_HEX, "name": "good"},
+        {"traceId": TRACE_HEX, "spanId": SPAN_HEX, "name": "bad", **ids},
+        {"traceId": TRACE_HEX, "spanId": PARENT_HEX, "name": "also good"},
+    )
+    spans, errors = decode(body, JSON)
+
+    assert [span.name for span in spans] == ["good", "also good"]
+    [error] = errors
+    assert error.startswith(f"span 1 of scope 0 of resource 0: {problem}")
+
+
+def test_protobuf_bytes_mimicking_a_non_hex_json_id_are_rejected_with_a_short_message() -> None:
+    request = parse_traces_request(json_body({"traceId": "zz", "spanId": SPAN_HEX}), JSON)
+    marked = request.resource_spans[0].scope_spans[0].spans[0].trace_id  # how flatten sees "zz"
+    mimic = proto_span(trace_id=marked + b"z" * 100_000)
+
+    spans, [error] = decode(
+        proto_request(proto_span(name="good"), mimic).SerializeToString(), PROTOBUF
+    )
+
+    assert [span.name for span in spans] == ["good"]
+    assert error.startswith("span 1 of scope 0 of resource 0: trace_id must be a hex string")
+    assert len(error) < 500
+
+
+def test_json_non_hex_id_message_is_valid_text_whatever_was_sent() -> None:
+    """A lone surrogate (legal as a JSON escape) must not reach the UTF-8 error message."""
+    body = b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"\\ud800","spanId":"01"}]}]}]}'
+    spans, [error] = decode(body, JSON)
+
+    assert spans == []
+    assert "trace_id must be a hex string" in error
+    error.encode("utf-8")  # would raise on a surrogate
 
 
 @pytest.mark.parametrize(

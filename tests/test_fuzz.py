@@ -1,10 +1,12 @@
-"""Bad input at /v1/traces and /v1/logs: the real app never answers 5xx, never hangs.
+"""Bad input at OTLP/HTTP and OTLP/gRPC: the collector never answers 5xx, never hangs.
 
 Hypothesis throws random bytes, corrupted exports made by the official OTel
 encoder, and OTLP-shaped JSON with wrong types, wrong or non-hex ids, invalid
 UTF-8, huge numbers and deep or huge attribute values at the real composition
-root (real store, key ring, ingest pipeline). A request mixing good and bad
-spans must store the good ones and list exactly the bad ones.
+root (real store, key ring, ingest pipeline): /v1/traces and /v1/logs of the
+app, and the same pipeline's gRPC ``TraceService/Export`` and ``LogsService/Export``
+on a loopback port. A request mixing good and bad spans must store the good ones
+and list exactly the bad ones, whichever way it came in.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import grpc
 import pytest
 from fastapi.testclient import TestClient
 from google.protobuf import json_format
@@ -46,8 +50,11 @@ from test_receiver import record_sdk_spans
 import tokentrail.collector
 from tokentrail.api.app import create_app
 from tokentrail.api.auth import KeyRing, hash_key
+from tokentrail.collector.grpc_receiver import grpc_server
+from tokentrail.collector.ingest_queue import IngestQueue
 from tokentrail.collector.pipeline import IngestPipeline
 from tokentrail.collector.receiver import DEFAULT_MAX_BODY_BYTES
+from tokentrail.collector.service import open_ingest_queue
 from tokentrail.schema.store import Store
 
 PROTOBUF = "application/x-protobuf"
@@ -59,6 +66,29 @@ ALLOWED = frozenset({200, 400, 413, 415})
 # Generous for a 2-core machine writing to embedded ClickHouse; a hang is far longer.
 REQUEST_TIMEOUT_S = 20.0
 
+# The same exports over OTLP/gRPC, by their wire names as any client calls them.
+GRPC_METHODS = {
+    "/v1/traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "/v1/logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+}
+GRPC_METADATA = (("authorization", f"Bearer {KEY}"),)
+# OK (partial success included), malformed, too big. UNAVAILABLE only as back-pressure.
+GRPC_ALLOWED = frozenset(
+    {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+TRANSPORTS = ("http", "grpc")
+# The one outcome vocabulary of both transports, so a test can be run over either.
+OUTCOMES = {
+    200: "ok",
+    400: "invalid",
+    413: "too big",
+    415: "unsupported",
+    grpc.StatusCode.OK: "ok",
+    grpc.StatusCode.INVALID_ARGUMENT: "invalid",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "too big",
+    grpc.StatusCode.UNAVAILABLE: "busy",
+}
+
 # TOKENTRAIL_FUZZ_SCALE=20 makes a bug hunt of the same tests; the default keeps CI short.
 SCALE = int(os.environ.get("TOKENTRAIL_FUZZ_SCALE", "1"))
 FUZZ = settings(
@@ -69,6 +99,8 @@ FUZZ = settings(
 )
 # Requests that reach the store are slower: fewer of them.
 FUZZ_STORED = settings(FUZZ, max_examples=15 * SCALE)
+# gRPC calls are cheap: random bytes get more of them than over HTTP.
+FUZZ_GRPC = settings(FUZZ, max_examples=100 * SCALE)
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +109,37 @@ def project() -> str:
 
 
 @pytest.fixture(scope="module")
-def client(store: Store, project: str) -> Iterator[TestClient]:
+def keyring(store: Store, project: str) -> KeyRing:
+    return KeyRing(store, env_keys={hash_key(KEY): project})
+
+
+@pytest.fixture(scope="module")
+def pipeline(store: Store) -> IngestPipeline:
+    return IngestPipeline(store)
+
+
+@pytest.fixture(scope="module")
+def queue(
+    pipeline: IngestPipeline, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[IngestQueue]:
+    """One queue (and spool) behind both transports, as ``tokentrail serve`` wires them.
+
+    At the end, no export may have been set aside as unwritable: bad input must
+    be refused when received, never found out by failing writes.
+    """
+    spool = tmp_path_factory.mktemp("spool")
+    opened = open_ingest_queue(pipeline, spool, 1024**3)
+    yield opened
+    opened.close()
+    assert sorted(spool.glob("rejected/*")) == []
+
+
+@pytest.fixture(scope="module")
+def client(
+    store: Store, keyring: KeyRing, pipeline: IngestPipeline, queue: IngestQueue
+) -> Iterator[TestClient]:
     """The real app; module-scoped so each hypothesis example reuses it."""
-    keyring = KeyRing(store, env_keys={hash_key(KEY): project})
-    with TestClient(create_app(store, keyring, IngestPipeline(store))) as test_client:
+    with TestClient(create_app(store, keyring, pipeline, queue)) as test_client:
         yield test_client
 
 
@@ -88,6 +147,46 @@ def client(store: Store, project: str) -> Iterator[TestClient]:
 def pool() -> Iterator[ThreadPoolExecutor]:
     with ThreadPoolExecutor(max_workers=1) as executor:
         yield executor
+
+
+@pytest.fixture(scope="module")
+def channel(keyring: KeyRing, queue: IngestQueue) -> Iterator[grpc.Channel]:
+    """A channel to the real gRPC receiver, started on a free loopback port for this module."""
+    server, port = grpc_server(queue.submit, keyring, "127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as opened:
+            yield opened
+    finally:
+        server.stop(grace=None)
+
+
+@dataclass(frozen=True)
+class Via:
+    """Both ways into the one collector: the app over HTTP, the receiver over gRPC."""
+
+    client: TestClient
+    pool: ThreadPoolExecutor
+    channel: grpc.Channel
+    queue: IngestQueue
+
+
+@pytest.fixture(scope="module")
+def via(
+    client: TestClient, pool: ThreadPoolExecutor, channel: grpc.Channel, queue: IngestQueue
+) -> Via:
+    return Via(client, pool, channel, queue)
+
+
+def stored(via: Via, store: Store, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` once every export accepted so far is written."""
+    assert via.queue.drain(REQUEST_TIMEOUT_S), "exports accepted but never written"
+    return list(store.query(sql, params).rows)
+
+
+def stored_span_ids(via: Via, store: Store, project: str, trace_id: bytes) -> set[str]:
+    sql = "SELECT SpanId FROM spans WHERE project_id = {p:String} AND TraceId = {t:String}"
+    return {span_id for (span_id,) in stored(via, store, sql, {"p": project, "t": trace_id.hex()})}
 
 
 class Answer(Protocol):
@@ -124,25 +223,91 @@ def post(
     return response
 
 
+@dataclass(frozen=True)
+class Reply:
+    """A finished gRPC call: its status, and the serialized response when it is OK."""
+
+    code: grpc.StatusCode
+    content: bytes
+    details: str
+
+
+def call(channel: grpc.Channel, path: str, body: bytes, gzipped: bool = False) -> Reply:
+    """Export raw ``body`` bytes over gRPC with a deadline; check what every answer must be.
+
+    No serializers: the bytes go out exactly as given, as a broken client would send them.
+    """
+    export_method = channel.unary_unary(GRPC_METHODS[path])
+    compression = grpc.Compression.Gzip if gzipped else grpc.Compression.NoCompression
+    try:
+        content = export_method(
+            body, timeout=REQUEST_TIMEOUT_S, metadata=GRPC_METADATA, compression=compression
+        )
+    except grpc.RpcError as error:
+        code, details = error.code(), error.details() or ""
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            pytest.fail(f"{GRPC_METHODS[path]} did not answer within {REQUEST_TIMEOUT_S}s")
+        assert code in GRPC_ALLOWED or is_back_pressure(error), (code, details[:500])
+        return Reply(code, b"", details)
+    return Reply(grpc.StatusCode.OK, content, "")
+
+
+def is_back_pressure(error: grpc.RpcError) -> bool:
+    """UNAVAILABLE because the collector cannot take more now, and says when to retry.
+
+    That is, with RetryInfo, which the receiver sends on purpose. Not
+    back-pressure: UNAVAILABLE without it (the server crashed or is gone), nor
+    an export whose items "could not be stored" (handing them over failed
+    unexpectedly): retried, bad input would be resent for ever.
+    """
+    if error.code() != grpc.StatusCode.UNAVAILABLE:
+        return False
+    trailers = dict(error.trailing_metadata() or ())
+    refused = "could not be stored" in (error.details() or "")
+    return "google.rpc.retryinfo-bin" in trailers and not refused
+
+
+def send(via: Via, transport: str, path: str, body: bytes, gzipped: bool = False) -> str:
+    """Send a protobuf ``body`` over ``transport`` ("http" or "grpc"); its outcome, in
+    :data:`OUTCOMES` words so that both transports are held to the same expectation."""
+    if transport == "grpc":
+        return OUTCOMES[call(via.channel, path, body, gzipped).code]
+    return OUTCOMES[post(via.client, via.pool, path, body, PROTOBUF, gzipped).status_code]
+
+
 _Answer = TypeVar("_Answer", ExportTraceServiceResponse, ExportLogsServiceResponse)
 
 
 def export(
-    client: TestClient,
-    pool: ThreadPoolExecutor,
+    via: Via,
+    transport: str,
     path: str,
     request: ExportTraceServiceRequest | ExportLogsServiceRequest,
     answer: _Answer,
-    as_json: bool,
+    as_json: bool = False,
     gzipped: bool = False,
+    json_ids: Mapping[int, Mapping[str, str]] | None = None,
 ) -> _Answer:
-    """Post ``request`` in the chosen encoding; expect a 200 and parse its answer."""
+    """Send ``request`` and parse its answer, which must be a success (partial or not).
+
+    Over gRPC, or over HTTP as protobuf or (``as_json``) OTLP/JSON; ``json_ids``
+    then overrides the ids of the listed spans or records, for ids only JSON can
+    spell (not hex at all).
+    """
+    if transport == "grpc":
+        reply = call(via.channel, path, request.SerializeToString(), gzipped)
+        assert reply.code == grpc.StatusCode.OK, reply.details
+        answer.ParseFromString(reply.content)
+        return answer
     if as_json:
         key = "resourceSpans" if path == "/v1/traces" else "resourceLogs"
-        body, content_type = json.dumps(otlp_json(request, key)).encode(), JSON
+        document = otlp_json(request, key)
+        for i, ids in (json_ids or {}).items():
+            _first_scope_items(document, key)[i].update(ids)
+        body, content_type = json.dumps(document).encode(), JSON
     else:
         body, content_type = request.SerializeToString(), PROTOBUF
-    response = post(client, pool, path, body, content_type, gzipped)
+    response = post(via.client, via.pool, path, body, content_type, gzipped)
     assert response.status_code == 200, response.text
     if as_json:
         json_format.Parse(response.content, answer)
@@ -329,12 +494,21 @@ def test_random_bytes_are_never_a_server_error(
     post(client, pool, path, body, content_type, gzipped)
 
 
+@FUZZ_GRPC
+@given(path=st.sampled_from(PATHS), body=st.binary(max_size=512), gzipped=st.booleans())
+def test_random_bytes_over_grpc_are_never_a_server_error(
+    channel: grpc.Channel, path: str, body: bytes, gzipped: bool
+) -> None:
+    call(channel, path, body, gzipped)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @FUZZ
 @given(path=st.sampled_from(PATHS), gzipped=st.booleans(), data=st.data())
 def test_corrupted_encoder_output_is_never_a_server_error(
-    client: TestClient, pool: ThreadPoolExecutor, path: str, gzipped: bool, data: st.DataObject
+    via: Via, transport: str, path: str, gzipped: bool, data: st.DataObject
 ) -> None:
-    post(client, pool, path, corrupt(VALID_BODIES[path], data), PROTOBUF, gzipped)
+    send(via, transport, path, corrupt(VALID_BODIES[path], data), gzipped)
 
 
 @FUZZ
@@ -421,11 +595,21 @@ def test_invalid_utf8_and_surrogates_in_json_are_never_a_server_error(
 def otlp_json(request: Message, top: str) -> dict[str, Any]:
     """``request`` as OTLP/JSON: protobuf's JSON mapping with the ids in hex, not base64."""
     document = json_format.MessageToDict(request)
-    for scoped in document[top][0].values():
-        for item in next(iter(scoped[0].values())):
-            for key in ("traceId", "spanId"):
-                item[key] = base64.b64decode(item.get(key, "")).hex()
+    for item in _first_scope_items(document, top):
+        for key in ("traceId", "spanId"):
+            item[key] = base64.b64decode(item.get(key, "")).hex()
+        if "parentSpanId" in item:
+            item["parentSpanId"] = base64.b64decode(item["parentSpanId"]).hex()
     return document
+
+
+def _first_scope_items(document: dict[str, Any], top: str) -> list[dict[str, Any]]:
+    """The spans or log records of the first scope of the first resource of an OTLP/JSON export."""
+    scopes, items = (
+        ("scopeSpans", "spans") if top == "resourceSpans" else ("scopeLogs", "logRecords")
+    )
+    found: list[dict[str, Any]] = document[top][0][scopes][0].get(items, [])
+    return found
 
 
 def _good_ids() -> st.SearchStrategy[tuple[bytes, bytes]]:
@@ -442,6 +626,33 @@ _bad_ids = st.one_of(
 )
 
 
+def _is_hex(text: str) -> bool:
+    try:
+        return len(bytes.fromhex(text)) * 2 == len(text)
+    except ValueError:
+        return False
+
+
+# Ids only OTLP/JSON can spell: not hex at all, so of no length, right or wrong.
+_non_hex = st.one_of(
+    st.sampled_from(["zz" * 16, "W47/95gDgQPSabYzgT/GDA==", "7ULsX/jfk/w=", "0x01", "abc", " 01"]),
+    st.text(min_size=1, max_size=40).filter(lambda text: not _is_hex(text)),
+)
+# The JSON keys of a span's or a log record's ids, as flatten names them, in the order it checks.
+SPAN_ID_FIELDS = {"traceId": "trace_id", "spanId": "span_id", "parentSpanId": "parent_span_id"}
+LOG_ID_FIELDS = {"traceId": "trace_id", "spanId": "span_id"}
+
+
+def _non_hex_ids(fields: Mapping[str, str]) -> st.SearchStrategy[dict[str, str]]:
+    return st.dictionaries(st.sampled_from(list(fields)), _non_hex, min_size=1)
+
+
+def _first_non_hex(fields: Mapping[str, str], ids: Mapping[str, str]) -> str:
+    """The problem flatten reports for ``ids``: the first bad one in its order."""
+    return next(f"{name} must be a hex string" for key, name in fields.items() if key in ids)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @FUZZ_STORED
 @given(
     kinds=st.lists(st.booleans(), min_size=1, max_size=6),
@@ -450,64 +661,89 @@ _bad_ids = st.one_of(
     gzipped=st.booleans(),
 )
 def test_good_spans_are_stored_and_exactly_the_bad_ones_are_listed(
-    client: TestClient,
-    pool: ThreadPoolExecutor,
+    via: Via,
     store: Store,
     project: str,
+    transport: str,
     kinds: list[bool],
     data: st.DataObject,
     as_json: bool,
     gzipped: bool,
 ) -> None:
-    """``kinds[i]``: whether span i is valid; good ones share one fresh trace."""
+    """``kinds[i]``: whether span i is valid; good ones share one fresh trace.
+
+    ``as_json`` (HTTP only: gRPC is protobuf) sends OTLP/JSON, where a bad span
+    may also have ids that are not hex at all.
+    """
     trace_id = uuid.uuid4().bytes
     request = ExportTraceServiceRequest()
     spans = request.resource_spans.add().scope_spans.add().spans
     good: set[str] = set()
+    non_hex: dict[int, dict[str, str]] = {}
     for i, valid in enumerate(kinds):
+        t_id, span_id = trace_id, i.to_bytes(1, "big") + uuid.uuid4().bytes[:7]
         if valid:
-            span_id = i.to_bytes(1, "big") + uuid.uuid4().bytes[:7]
             good.add(span_id.hex())
-            t_id = trace_id
+        elif as_json and transport == "http" and data.draw(st.booleans()):
+            non_hex[i] = data.draw(_non_hex_ids(SPAN_ID_FIELDS))  # over good ids
         else:
             t_id, span_id = data.draw(_bad_ids)
         spans.add(name=f"span {i}", trace_id=t_id, span_id=span_id, start_time_unix_nano=10**18)
     answer = export(
-        client, pool, "/v1/traces", request, ExportTraceServiceResponse(), as_json, gzipped
+        via,
+        transport,
+        "/v1/traces",
+        request,
+        ExportTraceServiceResponse(),
+        as_json,
+        gzipped,
+        json_ids=non_hex,
     )
 
     bad = [i for i, valid in enumerate(kinds) if not valid]
     assert answer.partial_success.rejected_spans == len(bad)
     listed = answer.partial_success.error_message
     assert [i for i in range(len(kinds)) if f"span {i} of scope 0 of resource 0:" in listed] == bad
-    stored = store.query(
-        "SELECT SpanId FROM spans WHERE project_id = {p:String} AND TraceId = {t:String}",
-        {"p": project, "t": trace_id.hex()},
-    ).rows
-    assert {span_id for (span_id,) in stored} == good
+    for i, ids in non_hex.items():
+        assert f"span {i} of scope 0 of resource 0: {_first_non_hex(SPAN_ID_FIELDS, ids)}" in listed
+    assert stored_span_ids(via, store, project, trace_id) == good
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @FUZZ_STORED
 @given(kinds=st.lists(st.booleans(), min_size=1, max_size=6), data=st.data(), as_json=st.booleans())
 def test_good_log_records_are_kept_and_exactly_the_bad_ones_are_listed(
-    client: TestClient,
-    pool: ThreadPoolExecutor,
-    kinds: list[bool],
-    data: st.DataObject,
-    as_json: bool,
+    via: Via, transport: str, kinds: list[bool], data: st.DataObject, as_json: bool
 ) -> None:
     request = ExportLogsServiceRequest()
     records = request.resource_logs.add().scope_logs.add().log_records
+    non_hex: dict[int, dict[str, str]] = {}
     for i, valid in enumerate(kinds):
         trace_id, span_id = data.draw(_good_ids() if valid else _bad_ids)
-        if not valid and len(trace_id) in (0, 16) and len(span_id) in (0, 8):
+        if not valid and as_json and transport == "http" and data.draw(st.booleans()):
+            non_hex[i] = data.draw(_non_hex_ids(LOG_ID_FIELDS))
+            trace_id, span_id = b"", b""  # no context: valid, but for the ids JSON gets instead
+        elif not valid and len(trace_id) in (0, 16) and len(span_id) in (0, 8):
             span_id = b"\x01" * 3  # all-zero ids are "no context" for a log record: still valid
         records.add(trace_id=trace_id, span_id=span_id, severity_text=str(i))
-    answer = export(client, pool, "/v1/logs", request, ExportLogsServiceResponse(), as_json)
+    answer = export(
+        via,
+        transport,
+        "/v1/logs",
+        request,
+        ExportLogsServiceResponse(),
+        as_json,
+        json_ids=non_hex,
+    )
     bad = [i for i, valid in enumerate(kinds) if not valid]
     assert answer.partial_success.rejected_log_records == len(bad)
     listed = answer.partial_success.error_message
     assert [i for i in range(len(kinds)) if f"log record {i} of scope 0" in listed] == bad
+    for i, ids in non_hex.items():
+        assert (
+            f"log record {i} of scope 0 of resource 0: {_first_non_hex(LOG_ID_FIELDS, ids)}"
+            in listed
+        )
 
 
 def _proto_value(value: Any) -> AnyValue:
@@ -556,6 +792,7 @@ proto_attributes = st.lists(st.tuples(st.text(max_size=20), proto_values), max_s
 u64 = st.integers(0, 2**64 - 1) | st.integers(0, 2**62)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @FUZZ_STORED
 @given(
     spans=st.lists(
@@ -580,10 +817,10 @@ u64 = st.integers(0, 2**64 - 1) | st.integers(0, 2**62)
     gzipped=st.booleans(),
 )
 def test_any_well_formed_protobuf_span_is_stored_or_listed(
-    client: TestClient,
-    pool: ThreadPoolExecutor,
+    via: Via,
     store: Store,
     project: str,
+    transport: str,
     spans: list[dict[str, Any]],
     resource: list[tuple[str, Any]],
     gzipped: bool,
@@ -613,19 +850,15 @@ def test_any_well_formed_protobuf_span_is_stored_or_listed(
             for key, value in attrs:
                 event.attributes.add(key=key).value.CopyFrom(_proto_value(value))
 
-    response = post(client, pool, "/v1/traces", request.SerializeToString(), PROTOBUF, gzipped)
+    answer = export(
+        via, transport, "/v1/traces", request, ExportTraceServiceResponse(), gzipped=gzipped
+    )
 
-    assert response.status_code == 200
-    answer = ExportTraceServiceResponse.FromString(response.content)
     listed = answer.partial_success.error_message
     rejected = {i for i in range(len(spans)) if f"span {i} of scope 0 of resource 0:" in listed}
     assert answer.partial_success.rejected_spans == len(rejected)
-    stored = store.query(
-        "SELECT SpanId FROM spans WHERE project_id = {p:String} AND TraceId = {t:String}",
-        {"p": project, "t": trace_id.hex()},
-    ).rows
     kept = {bytes([i + 1]).hex() * 8 for i in range(len(spans)) if i not in rejected}
-    assert {span_id for (span_id,) in stored} == kept
+    assert stored_span_ids(via, store, project, trace_id) == kept
 
 
 def _convention_keys() -> list[str]:
@@ -669,6 +902,7 @@ llm_values = st.one_of(
 llm_attributes = st.lists(st.tuples(st.sampled_from(CONVENTION_KEYS), llm_values), max_size=12)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @FUZZ_STORED
 @given(
     spans=st.lists(
@@ -682,8 +916,8 @@ llm_attributes = st.lists(st.tuples(st.sampled_from(CONVENTION_KEYS), llm_values
     ),
 )
 def test_llm_shaped_junk_is_stored_or_listed(
-    client: TestClient,
-    pool: ThreadPoolExecutor,
+    via: Via,
+    transport: str,
     spans: list[tuple[str, list[tuple[str, Any]]]],
     records: list[tuple[str, Any, list[tuple[str, Any]]]],
 ) -> None:
@@ -713,9 +947,8 @@ def test_llm_shaped_junk_is_stored_or_listed(
         for key, value in attributes:
             record.attributes.add(key=key).value.CopyFrom(_proto_value(value))
 
-    for path, request in (("/v1/traces", traces), ("/v1/logs", logs)):
-        response = post(client, pool, path, request.SerializeToString(), PROTOBUF)
-        assert response.status_code == 200, response.text[:500]
+    export(via, transport, "/v1/traces", traces, ExportTraceServiceResponse())
+    export(via, transport, "/v1/logs", logs, ExportLogsServiceResponse())
 
 
 # --- explicit regression cases -----------------------------------------------------------
@@ -766,10 +999,9 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("depth", [5, 30, 60, 200, 500])
-def test_deeply_nested_protobuf_attribute_values(
-    client: TestClient, pool: ThreadPoolExecutor, depth: int
-) -> None:
+def test_deeply_nested_protobuf_attribute_values(via: Via, transport: str, depth: int) -> None:
     """Encoded by hand: the protobuf runtime refuses to build or serialize this deep."""
     value = field(1, b"leaf")  # AnyValue.string_value
     for _ in range(depth):
@@ -778,7 +1010,7 @@ def test_deeply_nested_protobuf_attribute_values(
         name="deep", trace_id=uuid.uuid4().bytes, span_id=b"\x02" * 8, start_time_unix_nano=10**18
     ).SerializeToString() + field(9, field(1, b"deep") + field(2, value))  # Span.attributes
     body = field(1, field(2, field(2, span)))  # request → resource_spans → scope_spans → spans
-    post(client, pool, "/v1/traces", body, PROTOBUF)
+    send(via, transport, "/v1/traces", body)
 
 
 def test_huge_strings_and_numbers(client: TestClient, pool: ThreadPoolExecutor) -> None:
@@ -824,6 +1056,36 @@ def test_a_span_time_past_2262_is_rejected_not_retried(
     assert partial["errorMessage"].startswith("span 1 of scope 0 of resource 0:")
 
 
+@pytest.mark.parametrize("bad", ["zz" * 16, "W47/95gDgQPSabYzgT/GDA==", "5b8efff7 98038103"])
+def test_a_non_hex_json_id_rejects_its_span_and_the_rest_is_queryable(via: Via, bad: str) -> None:
+    """Regression: one span with a non-hex id (base64, say) failed the whole export with 400."""
+    trace = uuid.uuid4().hex
+    spans = [
+        {"traceId": trace, "spanId": "00000000000000a1", "name": "kept"},
+        {"traceId": bad, "spanId": "00000000000000a2", "name": "not hex"},
+        {"traceId": trace, "spanId": "00000000000000a3", "parentSpanId": "xyz", "name": "parent"},
+        {"traceId": trace, "spanId": "00000000000000a4", "parentSpanId": "00000000000000a1"},
+    ]
+    body = json.dumps(traces_document(spans, {})).encode()
+    response = post(via.client, via.pool, "/v1/traces", body, JSON)
+
+    assert response.status_code == 200
+    not_hex = "must be a hex string (OTLP/JSON ids are hex, not base64), got"
+    assert response.json()["partialSuccess"] == {
+        "rejectedSpans": "2",
+        "errorMessage": f"span 1 of scope 0 of resource 0: trace_id {not_hex} {bad!r}; "
+        f"span 2 of scope 0 of resource 0: parent_span_id {not_hex} 'xyz'",
+    }
+    assert via.queue.drain(REQUEST_TIMEOUT_S)
+    found = via.client.get(f"/api/v1/traces/{trace}", headers=AUTH)
+    assert found.status_code == 200, found.text
+    [root] = found.json()["spans"]  # a tree: the good child under its parent
+    assert (root["span_id"], [child["span_id"] for child in root["children"]]) == (
+        "00000000000000a1",
+        ["00000000000000a4"],
+    )
+
+
 @pytest.mark.parametrize("field_name", ["timeUnixNano", "observedTimeUnixNano"])
 def test_a_log_time_past_2262_is_rejected_not_retried(
     client: TestClient, pool: ThreadPoolExecutor, field_name: str
@@ -846,28 +1108,27 @@ def test_pathologically_deep_json_is_400(
     assert response.status_code == 400
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("gzipped", [False, True])
-def test_an_oversized_body_is_413(
-    client: TestClient, pool: ThreadPoolExecutor, path: str, gzipped: bool
-) -> None:
-    """As sent, or only once inflated (a gzip bomb)."""
+def test_an_oversized_body_is_413(via: Via, transport: str, path: str, gzipped: bool) -> None:
+    """As sent, or only once inflated (a gzip bomb); over gRPC RESOURCE_EXHAUSTED."""
     body = b"\0" * (DEFAULT_MAX_BODY_BYTES + 1)
-    assert post(client, pool, path, body, PROTOBUF, gzipped).status_code == 413
+    assert send(via, transport, path, body, gzipped) == "too big"
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("bad", [b"\xff", b"\xed\xa0\x80", b"\xc3"])  # not UTF-8, surrogate, cut
-def test_invalid_utf8_in_a_protobuf_string_is_400(
-    client: TestClient, pool: ThreadPoolExecutor, bad: bytes
-) -> None:
+def test_invalid_utf8_in_a_protobuf_string_is_400(via: Via, transport: str, bad: bytes) -> None:
     """proto3 strings must be UTF-8; the parser refuses them before they reach a column."""
     span = trace_pb2.Span(trace_id=uuid.uuid4().bytes, span_id=b"\x03" * 8).SerializeToString()
     body = field(1, field(2, field(2, span + field(5, b"name" + bad))))  # Span.name
-    assert post(client, pool, "/v1/traces", body, PROTOBUF).status_code == 400
+    assert send(via, transport, "/v1/traces", body) == "invalid"
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_batch_spanning_many_days_is_stored(
-    client: TestClient, pool: ThreadPoolExecutor, store: Store, project: str
+    via: Via, store: Store, project: str, transport: str
 ) -> None:
     """Regression: spans on > 100 days in one export hit ClickHouse's partitions-per-insert
     limit (tables are partitioned by day), failed the insert and were answered 503 forever.
@@ -883,15 +1144,11 @@ def test_a_batch_spanning_many_days_is_stored(
         spans.add(trace_id=trace_id, span_id=(i + 1).to_bytes(8, "big"), start_time_unix_nano=start)
         records.add(trace_id=trace_id, time_unix_nano=start)
 
-    for path, request in (("/v1/traces", traces), ("/v1/logs", logs)):
-        response = post(client, pool, path, request.SerializeToString(), PROTOBUF)
-        assert response.status_code == 200
+    export(via, transport, "/v1/traces", traces, ExportTraceServiceResponse())
+    export(via, transport, "/v1/logs", logs, ExportLogsServiceResponse())
 
     params = {"p": project, "t": trace_id.hex()}
     for table in ("spans", "logs"):
-        [(stored,)] = store.query(
-            f"SELECT count() FROM {table}"
-            " WHERE project_id = {p:String} AND TraceId = {t:String}",
-            params,
-        ).rows
-        assert stored == 101, table
+        sql = f"SELECT count() FROM {table} WHERE project_id = {{p:String}}"
+        sql += " AND TraceId = {t:String}"
+        assert stored(via, store, sql, params) == [(101,)], table

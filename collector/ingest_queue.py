@@ -79,6 +79,9 @@ class Route:
 
     decode: Callable[[bytes, str], tuple[list[Any], list[str]]]  # → items, rejections
     store: Callable[[str, list[Any]], None]  # (project id, items); raises if not stored
+    # Called after ``store`` for items an earlier attempt may have half-written
+    # (replayed after a crash, or retried after a failed write).
+    repair: Callable[[str, list[Any]], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class _Entry:
     items: list[Any] | None  # None: on disk only, decoded again when written
     answered: threading.Event = field(default_factory=threading.Event)  # written, or failed once
     failures: int = 0
+    replayed: bool = False  # left unwritten by an earlier process
 
 
 class IngestQueue:
@@ -125,7 +129,8 @@ class IngestQueue:
         self._thread = threading.Thread(target=self._run, name="tokentrail-writer", daemon=True)
         for ref in spool.unwritten():
             record = spool.read(ref)
-            self._entries.append(_Entry(ref, record.signal, record.project_id, 0, None))
+            entry = _Entry(ref, record.signal, record.project_id, 0, None, replayed=True)
+            self._entries.append(entry)
         if self._entries:
             logger.info("spool: replaying %d exports not yet written", len(self._entries))
         self._publish()
@@ -275,9 +280,13 @@ class IngestQueue:
         for entry in batch:
             items = entry.items if entry.items is not None else self._decode(entry)
             groups.setdefault((entry.signal, entry.project_id), []).extend(items)
+        recovering = any(entry.failures or entry.replayed for entry in batch)
         for (signal, project_id), items in groups.items():
+            route = self._routes[signal]
             if items:
-                self._routes[signal].store(project_id, items)
+                route.store(project_id, items)
+                if recovering and route.repair is not None:
+                    route.repair(project_id, items)
 
     def _decode(self, entry: _Entry) -> list[Any]:
         record = self._spool.read(entry.ref)
@@ -306,6 +315,7 @@ class IngestQueue:
         try:
             self._write([behind])
         except Exception:
+            behind.failures += 1  # possibly half-written too: repaired once written
             return False  # the store is failing, not this export
         with self._cond:
             self._entries.remove(behind)

@@ -15,6 +15,7 @@ from tokentrail.collector.pricing import Pricer
 from tokentrail.collector.records import LogRecord, Score, Span
 from tokentrail.collector.redact import ContentRedactor
 from tokentrail.collector.reprice import RepriceCounts, RepriceScope, reprice_calls
+from tokentrail.collector.rollup_repair import repair_rollups
 from tokentrail.collector.writer import Writer
 from tokentrail.redaction import Redactor
 from tokentrail.schema.prices import load_prices
@@ -22,6 +23,7 @@ from tokentrail.schema.store import Store
 
 # In server mode the API and collectors may run as separate processes.
 PRICE_REFRESH_SECONDS = 30.0
+_REPAIR_MARGIN_NS = 3600 * 10**9
 
 
 class IngestPipeline:
@@ -85,6 +87,18 @@ class IngestPipeline:
             self._context.assign_features(project_id, scores, calls)
             with telemetry.WRITE_SECONDS.time():
                 self._writer.write(project_id, spans, [*calls, *completed, *repeated], scores)
+
+    def repair(self, project_id: str, spans: Sequence[Span]) -> None:
+        """Re-align the rollups with the ledger around ``spans``, which may be half-written.
+
+        Called after re-writing a batch whose earlier attempt may have stopped
+        inside the rollups' fan-out (a crash, a failed write). The window
+        reaches an hour past the spans, for the scores and calls they re-wrote.
+        """
+        if spans:
+            start = min(span.start_time_unix_nano for span in spans) - _REPAIR_MARGIN_NS
+            end = max(span.end_time_unix_nano for span in spans) + _REPAIR_MARGIN_NS
+            repair_rollups(self._store, project_id, start, end)
 
     def ingest_logs(self, project_id: str, records: Sequence[LogRecord]) -> None:
         """Log records as sent, then the LLM content in them, under the call's span.

@@ -58,7 +58,7 @@ def open_ingest_queue(
 ) -> IngestQueue:
     """A started queue writing through ``pipeline``, first replaying what the spool still holds."""
     routes = {
-        TRACES.name: Route(TRACES.decode, pipeline.ingest),
+        TRACES.name: Route(TRACES.decode, pipeline.ingest, pipeline.repair),
         LOGS.name: Route(LOGS.decode, pipeline.ingest_logs),
     }
     queue = IngestQueue(Spool(spool_dir, spool_max_bytes), routes, limits)

@@ -121,12 +121,16 @@ class Sink:
         self.gate.set()
         self.failing: set[Any] = set()  # items whose write fails
         self.down = False
+        self.repaired: list[list[Any]] = []
 
     def store(self, project_id: str, items: list[Any]) -> None:
         assert self.gate.wait(10), "the test never opened the gate"
         if self.down or (self.failing and self.failing & set(items)):
             raise ConnectionError("store down")
         self.stored.append((project_id, items))
+
+    def repair(self, project_id: str, items: list[Any]) -> None:
+        self.repaired.append(items)
 
     @property
     def items(self) -> list[Any]:
@@ -147,9 +151,8 @@ def open_queue(tmp_path: Path, sink: Sink) -> Iterator[Any]:
     opened: list[IngestQueue] = []
 
     def open_(limits: QueueLimits | None = None, spool_bytes: int = BIG) -> IngestQueue:
-        queue = IngestQueue(
-            Spool(tmp_path / "spool", spool_bytes), {"traces": Route(decode, sink.store)}, limits
-        )
+        routes = {"traces": Route(decode, sink.store, sink.repair)}
+        queue = IngestQueue(Spool(tmp_path / "spool", spool_bytes), routes, limits)
         queue.start()
         opened.append(queue)
         return queue
@@ -215,6 +218,7 @@ def test_the_answer_waits_for_the_write_so_a_200_means_queryable(
     queue = open_queue()
     queue.submit(export("a"))
     assert sink.items == ["a"]  # written before submit returned
+    assert sink.repaired == []  # a first, clean write needs no repair
 
 
 def test_while_the_store_is_down_exports_go_to_disk_only_and_drain_when_it_returns(
@@ -230,6 +234,7 @@ def test_while_the_store_is_down_exports_go_to_disk_only_and_drain_when_it_retur
     sink.down = False
     assert queue.drain(timeout_s=20)
     assert sorted(sink.items) == [f"item{n}" for n in range(6)]
+    assert sink.repaired[0] == ["item0"]  # the export whose writes failed is repaired after
     assert queue.readiness() is None
 
 
@@ -267,13 +272,15 @@ def test_what_a_crashed_process_left_unwritten_is_written_at_the_next_start(
     spool.append(SpoolRecord("traces", "p1", "text/plain", b"left,over"))
     spool.close()  # as if the process died before its writer ran
 
-    queue = IngestQueue(Spool(tmp_path / "spool", BIG), {"traces": Route(decode, sink.store)})
+    routes = {"traces": Route(decode, sink.store, sink.repair)}
+    queue = IngestQueue(Spool(tmp_path / "spool", BIG), routes)
     queue.start()
     try:
         assert queue.drain(timeout_s=10)
     finally:
         queue.close()
     assert sink.stored == [("p1", ["left", "over"])]
+    assert sink.repaired == [["left", "over"]]  # it may have been half-written before the crash
     assert Spool(tmp_path / "spool", BIG).unwritten() == []
 
 

@@ -43,8 +43,10 @@ from tokentrail.schema.store import Store
 
 NS = 10**9
 DAY_NS = 86_400 * NS
-# Rows settled per statement: keeps the id lists (and the FINAL read) small.
-_CHUNK = 2_000
+# Rows settled per statement. A statement costs tens of milliseconds however few
+# rows it settles, so one merged ingest write (thousands of calls) should take
+# one; the bound keeps the id lists and the FINAL read of one statement modest.
+_CHUNK = 10_000
 
 _SETTLING = threading.Lock()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -34,6 +35,9 @@ def flatten_value(value: AttributeValue) -> str:
         return "true" if value else "false"
     if value is None:
         return ""
+    # What json.dumps writes for a plain int or finite float, without its machinery.
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return repr(value)
     return json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"))
 
 
@@ -48,7 +52,11 @@ def _jsonable(value: AttributeValue) -> Any:
 
 
 def flatten_attributes(attributes: Attributes) -> dict[str, str]:
-    return {key: flatten_value(value) for key, value in attributes.items()}
+    # Most values are strings already: skip the call for them.
+    return {
+        key: value if type(value) is str else flatten_value(value)
+        for key, value in attributes.items()
+    }
 
 
 def span_columns(project_id: str, spans: Sequence[Span]) -> dict[str, list[Any]]:

@@ -679,7 +679,7 @@ class _UnreachableStore(Store):
     """A store whose server is gone: every command fails as a dropped connection does."""
 
     def __init__(self) -> None:
-        pass
+        self.embedded = True  # answers pings through `command`, which fails
 
     def command(self, sql: str, parameters: Any = None) -> Any:
         raise ConnectionError("connection refused")

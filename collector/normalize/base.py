@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -58,6 +58,8 @@ def decimal(value: Any) -> Decimal | None:
 
 
 def tokens(value: Any) -> int | None:
+    if type(value) is int:  # the common case, without the trip through Decimal (not bool)
+        return min(max(value, 0), MAX_TOKENS)
     parsed = decimal(value)
     if parsed is None:
         return None
@@ -241,15 +243,26 @@ class Source:
     ``key`` names the attribute it is about (for precedence and for keys that
     must be kept to resolve context); ``extract`` derives the raw value when the
     attribute is not the value itself (a JSON field, a timestamp, a sum).
+    ``also`` names further keys ``extract`` reads. ``key`` and ``also`` are
+    :func:`key_matcher` patterns, and ``extract`` must find nothing (None, or a
+    value its field coerces to None) when no attribute key matches them: that
+    is what lets a lookup skip the source (:meth:`can_read`).
     """
 
     key: str
     extract: Extract | None = None
+    also: tuple[str, ...] = ()
 
     def read(self, attributes: Attributes, span: Span) -> Any:
         if self.extract is None:
             return attributes.get(self.key)
         return self.extract(attributes, span)
+
+    def can_read(self, keys: Collection[str]) -> bool:
+        """Whether attributes with these keys may give this source a value."""
+        if self.extract is None:
+            return self.key in keys
+        return any(map(key_matcher((self.key, *self.also)), keys))
 
 
 @dataclass(frozen=True)
@@ -282,15 +295,20 @@ class Reader:
     ``is_call`` gives the convention's verdict on a span: True when its kind
     marks an LLM call (``openinference.span.kind`` LLM), False when it marks
     something that must never be priced (an agent, tool or workflow span), None
-    when it does not say. ``understood`` lists the key patterns it reads or
-    knowingly leaves in ``spans`` beyond its field keys (content, markers,
-    request parameters): the rest of its namespace is reported as not understood.
+    when it does not say. ``verdict_keys`` are the attribute keys ``is_call``
+    reads: a span with none of them gets None without asking. ``understood``
+    lists the key patterns it reads or knowingly leaves in ``spans`` beyond its
+    field keys (content, markers, request parameters): the rest of its namespace
+    is reported as not understood.
     """
 
     convention: str  # the value stored in llm_calls.convention
     fields: Mapping[str, tuple[str | Source, ...]]
-    claims: Callable[[Span], bool]  # does this span speak the convention at all
+    # Does a span with these attribute keys speak the convention at all (keys
+    # alone decide, so the verdict is worked out once per key set).
+    claims: Callable[[Collection[str]], bool]
     is_call: Callable[[Span], bool | None] = _silent
+    verdict_keys: tuple[str, ...] = ()
     understood: tuple[str, ...] = ()
     evaluations: Callable[[Span], list[Evaluation]] = _no_evaluations
 

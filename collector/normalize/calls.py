@@ -13,6 +13,7 @@ from tokentrail.collector.normalize.registry import (
     convention_of,
     lookup,
     unknown_keys,
+    values,
     verdicts,
 )
 from tokentrail.collector.records import LlmCall, Span
@@ -89,7 +90,7 @@ def to_llm_call(span: Span) -> LlmCall | None:
     """The span's canonical LLM call, or None when the span is not one."""
     if not is_llm_span(span):
         return None
-    found = {name: value for name in SOURCES if (value := lookup(span, name)) is not None}
+    found = values(span, SOURCES)
     _reconcile(found)
     prompt, completion = _content(span)
     error_type = _error_type(span)

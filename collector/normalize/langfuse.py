@@ -132,7 +132,8 @@ _UNDERSTOOD = (
 LANGFUSE = Reader(
     convention=CONVENTION,
     fields=FIELDS,
-    claims=lambda span: any(key.startswith("langfuse.") for key in span.attributes),
+    claims=lambda keys: any(key.startswith("langfuse.") for key in keys),
     is_call=_verdict,
+    verdict_keys=(TYPE,),
     understood=_UNDERSTOOD,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from tokentrail.collector.normalize.registry import lookup
+from tokentrail.collector.normalize.registry import values
 from tokentrail.collector.records import LlmCall, Span
 
 
@@ -21,10 +21,9 @@ Ancestry = Mapping[str, tuple[str, tuple[str, str, str]]]
 
 def context_of(span: Span) -> CallContext:
     """A span's own feature, user and session: span attributes, then its resource's."""
+    found = values(span, CallContext._fields)
     return CallContext(
-        lookup(span, "feature") or "",
-        lookup(span, "user_id") or "",
-        lookup(span, "session_id") or "",
+        found.get("feature", ""), found.get("user_id", ""), found.get("session_id", "")
     )
 
 

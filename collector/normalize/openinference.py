@@ -60,7 +60,10 @@ FIELDS: Mapping[str, tuple[str | Source, ...]] = {
     "cache_read_tokens": ("llm.token_count.prompt_details.cache_read",),
     "cache_write_tokens": ("llm.token_count.prompt_details.cache_write",),
     "reasoning_tokens": ("llm.token_count.completion_details.reasoning",),
-    "provided_cost_usd": ("llm.cost.total", Source("llm.cost.prompt", _cost_parts)),
+    "provided_cost_usd": (
+        "llm.cost.total",
+        Source("llm.cost.prompt", _cost_parts, also=("llm.cost.completion",)),
+    ),
     "finish_reasons": ("llm.finish_reason",),
 }
 
@@ -181,17 +184,25 @@ def _result(
     )
 
 
+_OBJECT_PREFIXES = ("annotation.", "evaluation.")
+_RESULT_PREFIXES = (*(form[0] for form in _FORMS), *_OBJECT_PREFIXES)
+
+
 def evaluations(span: Span) -> list[Evaluation]:
     """Results in ``annotations.*`` / ``evaluations.*``, their ``trace.`` forms, single objects."""
     attributes = span.attributes
     found: list[Evaluation] = []
+    # Every span passes through here and almost none carry results: one scan
+    # of the keys spares the six below.
+    if not any(key.startswith(_RESULT_PREFIXES) for key in attributes):
+        return found
     for list_prefix, object_prefix, whole_trace in _FORMS:
         for index, item in enumerate(indexed(attributes, list_prefix)):
             fields = {k.removeprefix(object_prefix): v for k, v in item.items()}
             where = f"{list_prefix}{index}"
             if result := _result(span, fields, where, whole_trace):
                 found.append(result)
-    for object_prefix in ("annotation.", "evaluation."):
+    for object_prefix in _OBJECT_PREFIXES:
         fields = {k.removeprefix(object_prefix): v for k, v in attributes.items()
                   if k.startswith(object_prefix)}  # fmt: skip
         if result := _result(span, fields, object_prefix, whole_trace=False):
@@ -219,8 +230,9 @@ _marked = key_matcher(
 OPENINFERENCE = Reader(
     convention=CONVENTION,
     fields=FIELDS,
-    claims=lambda span: SPAN_KIND in span.attributes or any(map(_marked, span.attributes)),
+    claims=lambda keys: SPAN_KIND in keys or any(map(_marked, keys)),
     is_call=_verdict,
+    verdict_keys=(SPAN_KIND,),
     understood=_UNDERSTOOD,
     evaluations=evaluations,
 )

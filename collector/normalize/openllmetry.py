@@ -135,7 +135,8 @@ _UNDERSTOOD = (
 OPENLLMETRY = Reader(
     convention=CONVENTION,
     fields=FIELDS,
-    claims=lambda span: any(map(_marked, span.attributes)),
+    claims=lambda keys: any(map(_marked, keys)),
     is_call=_verdict,
+    verdict_keys=(SPAN_KIND, REQUEST_TYPE),
     understood=_UNDERSTOOD,
 )

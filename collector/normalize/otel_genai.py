@@ -254,8 +254,9 @@ _UNDERSTOOD = (
 OTEL_GENAI = Reader(
     convention=CONVENTION,
     fields=FIELDS,
-    claims=lambda span: any(key.startswith("gen_ai.") for key in span.attributes),
+    claims=lambda keys: any(key.startswith("gen_ai.") for key in keys),
     is_call=_verdict,
+    verdict_keys=(OPERATION,),
     understood=_UNDERSTOOD,
     evaluations=evaluation_events,
 )

@@ -8,7 +8,8 @@ key holding a usable value wins, span attributes before resource attributes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from tokentrail.collector.normalize import langfuse, openinference, openllmetry, otel_genai
@@ -77,25 +78,69 @@ KIND_KEYS = (otel_genai.OPERATION, openinference.SPAN_KIND, langfuse.TYPE, openl
 """Attribute keys the readers' verdicts read: what a store must keep to tell agent spans apart."""
 
 
-def lookup(span: Span, name: str, *, resource: bool = True) -> Any:
-    """The field's canonical value: first usable source, span attributes then resource's."""
-    coerce = COERCE[name]
+Readable = Mapping[str, tuple[Callable[[Any], Any], tuple[Source, ...]]]
+
+
+@lru_cache(maxsize=1024)
+def _readable(keys: tuple[str, ...]) -> Readable:
+    """Field → (coercer, sources) for the fields attributes with ``keys`` may give a value.
+
+    Spans of one instrumentation share their keys, so this is worked out once
+    per key set rather than once per field of every span: most of the hundred
+    sources read keys a given sender never writes.
+    """
+    present = frozenset(keys)
+    plan = {}
+    for name, sources in SOURCES.items():
+        if readable := tuple(source for source in sources if source.can_read(present)):
+            plan[name] = (COERCE[name], readable)
+    return plan
+
+
+def values(span: Span, names: Iterable[str], *, resource: bool = True) -> dict[str, Any]:
+    """The canonical value of each field in ``names`` the span has (see :func:`lookup`)."""
+    found: dict[str, Any] = {}
     scopes = (span.attributes, span.resource_attributes) if resource else (span.attributes,)
     for attributes in scopes:
-        for source in SOURCES[name]:
-            raw = source.read(attributes, span)
-            if raw is not None and (value := coerce(raw)) is not None:
-                return value
-    return None
+        if not attributes:
+            continue
+        plan = _readable(tuple(attributes))
+        for name in names:
+            if name in found or (entry := plan.get(name)) is None:
+                continue
+            coerce, sources = entry
+            for source in sources:
+                raw = source.read(attributes, span)
+                if raw is not None and (value := coerce(raw)) is not None:
+                    found[name] = value
+                    break
+    return found
+
+
+def lookup(span: Span, name: str, *, resource: bool = True) -> Any:
+    """The field's canonical value: first usable source, span attributes then resource's."""
+    return values(span, (name,), resource=resource).get(name)
 
 
 def verdicts(span: Span) -> list[bool | None]:
     """Each reader's say on whether the span is an LLM call (see :class:`Reader`)."""
-    return [reader.is_call(span) for reader in READERS]
+    speaking = _speaking(tuple(span.attributes))
+    return [reader.is_call(span) if speaks else None for reader, speaks in speaking]
+
+
+@lru_cache(maxsize=1024)  # most spans carry no reader's verdict keys: skip the readers
+def _speaking(keys: tuple[str, ...]) -> tuple[tuple[Reader, bool], ...]:
+    present = frozenset(keys)
+    return tuple((reader, not present.isdisjoint(reader.verdict_keys)) for reader in READERS)
 
 
 def convention_of(span: Span) -> str:
-    return next((reader.convention for reader in _CLAIM_ORDER if reader.claims(span)), "")
+    return _convention(tuple(span.attributes))
+
+
+@lru_cache(maxsize=1024)
+def _convention(keys: tuple[str, ...]) -> str:
+    return next((reader.convention for reader in _CLAIM_ORDER if reader.claims(keys)), "")
 
 
 # --- keys nobody understood --------------------------------------------------------
@@ -116,7 +161,10 @@ _understood = key_matcher(
 
 def unknown_keys(span: Span) -> list[str]:
     """The span's attribute keys in an LLM namespace that no reader understood, sorted."""
-    unknown = sorted(
-        key for key in span.attributes if key.startswith(LLM_NAMESPACES) and not _understood(key)
-    )
-    return unknown[:MAX_UNKNOWN_KEYS]
+    return list(_unknown(tuple(span.attributes)))
+
+
+@lru_cache(maxsize=1024)  # the spans of one sender share their keys
+def _unknown(keys: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = sorted(key for key in keys if key.startswith(LLM_NAMESPACES) and not _understood(key))
+    return tuple(unknown[:MAX_UNKNOWN_KEYS])

@@ -24,6 +24,7 @@ batches in this process, with the server stopped. Per-span work past decoding
 Goals (issue 5): >= 30,000 spans/s end to end, collector RSS < 400 MB.
 
 Run: python bench/ingest.py [--spans 200000] [--concurrency 16] [--profile OUT]
+     [--server-env TOKENTRAIL_QUEUE_MAX_ITEMS=4096 ...]
 (``--profile`` attaches ``py-spy record --format raw`` to the server while the
 batches are sent; py-spy must be installed.)
 """
@@ -220,11 +221,46 @@ class Server:
             ticks += sum(int(value) for value in fields[11:15])
         return ticks / _CLOCK_TICKS
 
-    def peak_rss_mb(self) -> float:
+    def memory_mb(self) -> dict[str, float]:
+        """VmHWM (peak RSS), VmRSS and its parts RssAnon / RssFile, in MB, from /proc."""
+        fields = {}
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+            name, _, value = line.partition(":")
+            if name in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
+                fields[name] = int(value.split()[0]) / 1024
+        return fields
+
+
+class MemoryWatch:
+    """Samples the server's memory while traffic runs, for the peak of each part.
+
+    VmHWM counts pages of the chDB library mapped from disk (RssFile), which the
+    kernel can drop and re-read; RssAnon is what ingest itself holds.
+    """
+
+    def __init__(self, server: Server, interval_s: float = 0.1) -> None:
+        self._server = server
+        self._interval_s = interval_s
+        self.idle = server.memory_mb()
+        self.peak_anon_mb = self.idle["RssAnon"]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> MemoryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                anon = self._server.memory_mb()["RssAnon"]
+            except (OSError, KeyError):
+                return  # the server ended
+            self.peak_anon_mb = max(self.peak_anon_mb, anon)
 
 
 def _process_tree(root: int) -> list[int]:
@@ -245,10 +281,11 @@ def _process_tree(root: int) -> list[int]:
 
 
 @contextmanager
-def serving(scratch: Path) -> Iterator[Server]:
+def serving(scratch: Path, server_env: dict[str, str]) -> Iterator[Server]:
     port = _free_port()
     log = scratch / "serve.log"
-    env = {**os.environ, "TOKENTRAIL_API_KEYS": ""}  # open: the loopback `default` project
+    # Open (no keys): the loopback `default` project.
+    env = {**os.environ, "TOKENTRAIL_API_KEYS": "", **server_env}
     env.pop("TOKENTRAIL_CLICKHOUSE_URL", None)
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -374,7 +411,11 @@ class Result:
     seconds: float
     sent_seconds: float
     cpu_seconds: float
-    rss_mb: float
+    rss_mb: float  # peak RSS (VmHWM)
+    idle_rss_mb: float  # RSS when ready, before traffic
+    idle_anon_mb: float
+    peak_anon_mb: float
+    file_mb: float  # mapped from disk at the end (chDB's library, mostly)
     retries: int
     reconnects: int
 
@@ -400,10 +441,12 @@ def profiling(pid: int, out: str | None) -> Iterator[None]:
             recorder.wait(timeout=10)
 
 
-def end_to_end(traffic: Traffic, concurrency: int, profile: str | None) -> Result:
+def end_to_end(
+    traffic: Traffic, concurrency: int, profile: str | None, server_env: dict[str, str]
+) -> Result:
     with (
         tempfile.TemporaryDirectory(prefix="tokentrail-bench-") as scratch,
-        serving(Path(scratch)) as server,
+        serving(Path(scratch), server_env) as server,
     ):
         print(f"server pid {server.process.pid} on port {server.port}")
         with profiling(server.process.pid, profile):
@@ -412,6 +455,13 @@ def end_to_end(traffic: Traffic, concurrency: int, profile: str | None) -> Resul
 
 def _replay(server: Server, traffic: Traffic, concurrency: int) -> Result:
     """Send every batch, then wait until the API counts every call; the clock covers both."""
+    with MemoryWatch(server) as memory:
+        return _replay_watched(server, traffic, concurrency, memory)
+
+
+def _replay_watched(
+    server: Server, traffic: Traffic, concurrency: int, memory: MemoryWatch
+) -> Result:
     cpu_before = server.cpu_seconds()
     started = time.monotonic()
     deadline = started + VISIBLE_SECONDS
@@ -435,7 +485,11 @@ def _replay(server: Server, traffic: Traffic, concurrency: int) -> Result:
     cpu = server.cpu_seconds() - cpu_before
     if seen != traffic.calls:
         print(f"  WARNING: {seen:,.0f} calls visible for {traffic.calls:,} sent")
-    return Result(elapsed, sent, cpu, server.peak_rss_mb(), replay.retries, replay.reconnects)
+    now = server.memory_mb()
+    return Result(
+        elapsed, sent, cpu, now["VmHWM"], memory.idle["VmRSS"], memory.idle["RssAnon"],
+        memory.peak_anon_mb, now["RssFile"], replay.retries, replay.reconnects,
+    )  # fmt: skip
 
 
 def decode_ceiling(traffic: Traffic) -> float:
@@ -454,7 +508,15 @@ def main() -> int:
     # spans by default): 16 exports of 512 fill one.
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--profile", metavar="OUT", help="py-spy raw profile of the server")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set for the server, e.g. TOKENTRAIL_QUEUE_MAX_ITEMS=4096 (repeatable)",
+    )
     args = parser.parse_args()
+    server_env = dict(item.split("=", 1) for item in args.server_env)
 
     began = time.perf_counter()
     traffic = build_traffic(args.spans)
@@ -464,18 +526,23 @@ def main() -> int:
         f"{len(traffic.batches)} batches of {BATCH_SPANS}, {size / 2**20:.0f} MiB encoded, "
         f"in {time.perf_counter() - began:.1f} s"
     )
-    result = end_to_end(traffic, args.concurrency, args.profile)
+    result = end_to_end(traffic, args.concurrency, args.profile, server_env)
     rate = traffic.spans / result.seconds
     ceiling_rate = traffic.spans / decode_ceiling(traffic)
 
-    print(f"\nend to end, {args.concurrency} client threads, embedded store")
+    settings = "".join(f", {name}={value}" for name, value in server_env.items())
+    print(f"\nend to end, {args.concurrency} client threads, embedded store{settings}")
     print(f"  spans sent           {traffic.spans:>12,}")
     print(f"  wall seconds         {result.seconds:>12.1f}  (all acknowledged at "
           f"{result.sent_seconds:.1f} s)")  # fmt: skip
     print(f"  persisted+queryable  {rate:>12,.0f} spans/s  (goal >= {GOAL_SPANS_PER_S:,})")
     print(f"  collector CPU        {result.cpu_seconds:>12.1f} s  "
           f"({result.cpu_seconds / traffic.spans * 1000 * 1000:.0f} ms per 1k spans)")  # fmt: skip
-    print(f"  collector peak RSS   {result.rss_mb:>12,.0f} MB  (goal < {GOAL_RSS_MB})")
+    print(f"  collector peak RSS   {result.rss_mb:>12,.0f} MB  (goal < {GOAL_RSS_MB}; "
+          f"{result.idle_rss_mb:,.0f} MB idle before traffic)")  # fmt: skip
+    print(f"    anonymous (heap)   {result.peak_anon_mb:>12,.0f} MB peak  "
+          f"({result.idle_anon_mb:,.0f} MB idle; the rest of RSS is "
+          f"{result.file_mb:,.0f} MB mapped from disk, chDB's library)")  # fmt: skip
     print(f"  429/503 retries      {result.retries:>12,}  (reconnects {result.reconnects})")
     print("\ndecode-only ceiling (parse_traces_request + flatten, one process)")
     print(f"  {ceiling_rate:>12,.0f} spans/s; end to end / ceiling = {rate / ceiling_rate:.2f}")

@@ -48,7 +48,8 @@ DAY_NS = 86_400 * NS
 # one; the bound keeps the id lists and the FINAL read of one statement modest.
 _CHUNK = 10_000
 
-_SETTLING = threading.Lock()
+# Held while settling, and by rollup repair, so the two never interleave in one process.
+SETTLING = threading.Lock()
 
 
 def _settle_sql(facts: str, ledger: str, changes: str, where: str) -> str:
@@ -111,7 +112,7 @@ def settle_calls(store: Store, project_id: str, calls: Sequence[LlmCall]) -> Non
             "trace_ids": sorted({call.trace_id for call in chunk}),
             "span_ids": sorted({call.span_id for call in chunk}),
         }
-        with _SETTLING:
+        with SETTLING:
             store.command(SETTLE_CALLS, params)
 
 
@@ -123,7 +124,7 @@ def settle_scores(store: Store, project_id: str, scores: Sequence[Score]) -> Non
             "trace_ids": sorted({score.trace_id for score in chunk}),
             "score_ids": sorted({score.score_id for score in chunk}),
         }
-        with _SETTLING:
+        with SETTLING:
             store.command(SETTLE_SCORES, params)
 
 
@@ -139,7 +140,7 @@ def reconcile(store: Store, project_id: str, start_ns: int, end_ns: int) -> None
     while lo < end:
         hi = min(lo + DAY_NS, end)
         params = {"project_id": project_id, "lo_ns": lo, "hi_ns": hi}
-        with _SETTLING:
+        with SETTLING:
             store.command(RECONCILE_CALLS, params)
             store.command(RECONCILE_SCORES, params)
         lo = hi

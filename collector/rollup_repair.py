@@ -37,7 +37,7 @@ import weakref
 from dataclasses import dataclass
 from functools import cache
 
-from tokentrail.collector.rollup_feed import _SETTLING
+from tokentrail.collector.rollup_feed import SETTLING
 from tokentrail.schema.migrate import shipped_migrations
 from tokentrail.schema.store import Store
 
@@ -176,7 +176,7 @@ def repair_rollups(
     statements = _statements(store)
     minute_from = (time.time_ns() if now_ns is None else now_ns) - MINUTE_SAFE_NS
     inserted = 0
-    with _SETTLING:
+    with SETTLING:
         for table, grain in ROLLUPS.items():
             start = max(start_ns, minute_from) if grain == MINUTE_NS else start_ns
             if start >= end_ns:

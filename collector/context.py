@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tokentrail.collector.normalize import CONTEXT_KEYS, ancestry_of, context_of, inherit_context
+from tokentrail.collector.normalize import CONTEXT_KEYS, context_of, inherit_context
 from tokentrail.collector.records import LlmCall, Score, Span
 from tokentrail.schema.store import Store
 
@@ -88,12 +88,14 @@ class ContextResolver:
         self._store = store
 
     def resolve(
-        self, project_id: str, spans: Sequence[Span], calls: list[LlmCall]
+        self, project_id: str, spans: Sequence[Span], calls: list[LlmCall], batch: Ancestry
     ) -> list[LlmCall]:
-        """Complete ``calls`` in place; return stored calls that this batch completed."""
+        """Complete ``calls`` in place; return stored calls that this batch completed.
+
+        ``batch``: the ancestry of ``spans`` (``normalize.ancestry_of``).
+        """
         if not spans:
             return []
-        batch = ancestry_of(spans)
         bounds = batch_window(project_id, spans)
         waiting = [c for c in calls if _incomplete(c) and _leaves_batch(c, batch)]
         stored_calls: list[LlmCall] = []

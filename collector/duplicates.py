@@ -87,9 +87,12 @@ class DuplicateResolver:
         project_id: str,
         spans: Sequence[Span],
         calls: list[LlmCall],
+        links: dict[Key, Link],
         rewriting: Sequence[LlmCall] = (),
     ) -> list[LlmCall]:
         """Set ``duplicate_of`` on ``calls`` against stored calls too.
+
+        ``links``: those of ``spans`` (``normalize.links_of``).
 
         Stored calls whose ``duplicate_of`` changes are updated in place when
         already in ``rewriting`` (stored calls this batch re-writes anyway);
@@ -101,7 +104,7 @@ class DuplicateResolver:
         traces = sorted({call.trace_id for call in calls})
         in_batch = {_key(call) for call in calls}
         stored = [c for c in self._stored_calls(bounds, traces) if _key(c) not in in_batch]
-        repeats = self._repeats(bounds, traces, spans, [*stored, *calls])
+        repeats = self._repeats(bounds, traces, links, [*stored, *calls])
         for call in calls:
             call.duplicate_of = repeats.duplicate_of.get(_key(call), "")
         changed = {
@@ -117,9 +120,8 @@ class DuplicateResolver:
         return fetched
 
     def _repeats(
-        self, bounds: Bounds, traces: list[str], spans: Sequence[Span], calls: list[LlmCall]
+        self, bounds: Bounds, traces: list[str], links: dict[Key, Link], calls: list[LlmCall]
     ) -> Repeats:
-        links = links_of(spans)
         repeats = find_repeats(calls, links)
         if repeats.needs_links:
             repeats = find_repeats(calls, {**self._stored_links(bounds, traces), **links})

@@ -10,7 +10,7 @@ from tokentrail.collector import telemetry
 from tokentrail.collector.context import ContextResolver
 from tokentrail.collector.duplicates import DuplicateResolver
 from tokentrail.collector.log_content import LogContent
-from tokentrail.collector.normalize import normalize
+from tokentrail.collector.normalize import normalize, tree_of
 from tokentrail.collector.pricing import Pricer
 from tokentrail.collector.records import LogRecord, Score, Span
 from tokentrail.collector.redact import ContentRedactor
@@ -74,12 +74,14 @@ class IngestPipeline:
         telemetry.SPANS_WRITTEN.inc(len(spans))
 
     def _ingest(self, project_id: str, spans: Sequence[Span]) -> None:
-        calls, scores = normalize(list(spans))
+        # Redaction leaves the context and kind keys the tree is made of alone.
+        tree = tree_of(spans)
+        calls, scores = normalize(list(spans), tree)
         if self._redact is not None:
             self._redact.batch(spans, calls, scores)
         with self._lock:
-            completed = self._context.resolve(project_id, spans, calls)
-            repeated = self._duplicates.resolve(project_id, spans, calls, completed)
+            completed = self._context.resolve(project_id, spans, calls, tree.ancestry)
+            repeated = self._duplicates.resolve(project_id, spans, calls, tree.links, completed)
             if time.monotonic() - self._prices_loaded_at >= self._price_refresh_s:
                 self.reload_prices()
             for call in calls:

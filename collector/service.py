@@ -7,6 +7,7 @@ collectors can scale apart from the API in front of one ClickHouse server.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,17 @@ from tokentrail.collector.receiver import LOGS, TRACES, otlp_http_router
 from tokentrail.collector.spool import Spool
 from tokentrail.collector.telemetry import metrics_router
 from tokentrail.schema.store import Store
+
+
+def tune_gc() -> None:
+    """Garbage collection for a long-lived server; call once everything is loaded.
+
+    ``gc.freeze`` moves what is loaded so far (modules, the app, the price
+    table) out of the collector's reach: every full collection would otherwise
+    walk it again, and ingest's big batches trigger them often. (A larger young
+    generation on top showed no measurable gain and a higher peak RSS.)
+    """
+    gc.freeze()
 
 
 def configured_queue(env: Mapping[str, str] = os.environ) -> QueueLimits:

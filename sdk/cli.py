@@ -93,7 +93,7 @@ def _run_server(args: argparse.Namespace, *, with_api: bool) -> int:
 
     from tokentrail.api.auth import KEYS_ENV, KeyRing, create_key, is_loopback, parse_env_keys
     from tokentrail.collector.pipeline import IngestPipeline
-    from tokentrail.collector.service import configured_queue, open_ingest_queue
+    from tokentrail.collector.service import configured_queue, open_ingest_queue, tune_gc
 
     try:
         env_keys = parse_env_keys(os.environ.get(KEYS_ENV, ""))
@@ -138,6 +138,7 @@ def _run_server(args: argparse.Namespace, *, with_api: bool) -> int:
             queue.close()
             store.close()
             return 2
+    tune_gc()  # everything long-lived is loaded by now
     server = uvicorn.Server(
         uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
     )

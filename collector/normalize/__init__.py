@@ -11,6 +11,9 @@ in ``registry``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from tokentrail.collector.normalize.base import Evaluation, Reader, Source
 from tokentrail.collector.normalize.calls import is_grouping_span, is_llm_span, to_llm_call
 from tokentrail.collector.normalize.lineage import (
@@ -37,6 +40,8 @@ from tokentrail.collector.normalize.registry import (
     unknown_keys,
 )
 from tokentrail.collector.normalize.repeats import (
+    Key,
+    Link,
     Repeats,
     find_repeats,
     links_of,
@@ -56,6 +61,7 @@ __all__ = [
     "READERS",
     "SOURCES",
     "Ancestry",
+    "BatchTree",
     "CallContext",
     "Evaluation",
     "Reader",
@@ -74,19 +80,40 @@ __all__ = [
     "otel_genai_content",
     "scores_from_span",
     "to_llm_call",
+    "tree_of",
     "unknown_keys",
 ]
 
 
-def normalize(spans: list[Span]) -> tuple[list[LlmCall], list[Score]]:
+@dataclass(frozen=True)
+class BatchTree:
+    """How the spans of one batch hang together, as context and repeats read it."""
+
+    ancestry: dict[str, tuple[str, tuple[str, str, str]]]
+    links: dict[Key, Link]
+
+
+def tree_of(spans: Sequence[Span]) -> BatchTree:
+    """The batch's ancestry and links, for normalize and the pipeline's context and
+    duplicate steps: worked out once, as reading every span's context keys is a
+    sizeable share of ingest.
+    """
+    return BatchTree(ancestry_of(spans), links_of(spans))
+
+
+def normalize(
+    spans: list[Span], tree: BatchTree | None = None
+) -> tuple[list[LlmCall], list[Score]]:
     """LLM calls and scores of one batch: calls completed from their in-batch ancestors,
     and calls that repeat another call of the batch marked as duplicates.
 
+    ``tree``: :func:`tree_of` the same spans, when the caller needs it too.
     Score features are left to the pipeline's context step, and calls repeated
     across batches to its duplicate step: both see stored rows as well as this batch.
     """
+    tree = tree or tree_of(spans)
     calls = [call for span in spans if (call := to_llm_call(span)) is not None]
     scores = [score for span in spans for score in scores_from_span(span)]
-    inherit_context(calls, ancestry_of(spans))
-    mark_repeats(calls, links_of(spans))
+    inherit_context(calls, tree.ancestry)
+    mark_repeats(calls, tree.links)
     return calls, scores

@@ -31,6 +31,7 @@ from tokentrail.collector.ingest_queue import (
     StorageUnavailable,
 )
 from tokentrail.collector.receiver import otlp_http_router
+from tokentrail.collector.service import configured_queue
 from tokentrail.collector.spool import Spool, SpoolFull, SpoolRecord
 
 BIG = 1024**3
@@ -316,3 +317,25 @@ def _finished_spans(name: str) -> list[ReadableSpan]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     provider.get_tracer("test").start_span(name).end()
     return list(exporter.get_finished_spans())
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TOKENTRAIL_QUEUE_MAX_ITEMS": "lots"}, "TOKENTRAIL_QUEUE_MAX_ITEMS must be a number"),
+        ({"TOKENTRAIL_QUEUE_BATCH_ITEMS": "0"}, "TOKENTRAIL_QUEUE_BATCH_ITEMS must be positive"),
+        ({"TOKENTRAIL_QUEUE_ACK_WAIT_SECONDS": "-1"}, "ACK_WAIT_SECONDS must be positive"),
+    ],
+)
+def test_a_bad_queue_setting_is_refused_naming_the_variable(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        configured_queue(env)
+
+
+def test_queue_settings_come_from_the_environment() -> None:
+    limits = configured_queue(
+        {"TOKENTRAIL_QUEUE_MAX_ITEMS": "100", "TOKENTRAIL_QUEUE_ACK_WAIT_SECONDS": "0.5"}
+    )
+    assert limits == QueueLimits(max_items=100, batch_items=8_192, ack_wait_s=0.5)

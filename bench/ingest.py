@@ -74,6 +74,7 @@ REQUEST_SECONDS = 60  # one POST, including a server busy writing a big block
 MAX_RETRY_AFTER_S = 5.0
 VISIBLE_SECONDS = 600  # sending plus waiting for the last rows to become queryable
 POLL_SECONDS = 0.25
+SETTLE_SECONDS = 3.0  # after the run, before reading the memory it keeps
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -416,6 +417,7 @@ class Result:
     idle_anon_mb: float
     peak_anon_mb: float
     file_mb: float  # mapped from disk at the end (chDB's library, mostly)
+    settled_anon_mb: float  # a few seconds after the last call became visible
     retries: int
     reconnects: int
 
@@ -485,10 +487,11 @@ def _replay_watched(
     cpu = server.cpu_seconds() - cpu_before
     if seen != traffic.calls:
         print(f"  WARNING: {seen:,.0f} calls visible for {traffic.calls:,} sent")
+    time.sleep(SETTLE_SECONDS)
     now = server.memory_mb()
     return Result(
         elapsed, sent, cpu, now["VmHWM"], memory.idle["VmRSS"], memory.idle["RssAnon"],
-        memory.peak_anon_mb, now["RssFile"], replay.retries, replay.reconnects,
+        memory.peak_anon_mb, now["RssFile"], now["RssAnon"], replay.retries, replay.reconnects,
     )  # fmt: skip
 
 
@@ -543,6 +546,8 @@ def main() -> int:
     print(f"    anonymous (heap)   {result.peak_anon_mb:>12,.0f} MB peak  "
           f"({result.idle_anon_mb:,.0f} MB idle; the rest of RSS is "
           f"{result.file_mb:,.0f} MB mapped from disk, chDB's library)")  # fmt: skip
+    print(f"    anonymous after    {result.settled_anon_mb:>12,.0f} MB  "
+          f"({SETTLE_SECONDS:.0f} s after the last call became visible)")  # fmt: skip
     print(f"  429/503 retries      {result.retries:>12,}  (reconnects {result.reconnects})")
     print("\ndecode-only ceiling (parse_traces_request + flatten, one process)")
     print(f"  {ceiling_rate:>12,.0f} spans/s; end to end / ceiling = {rate / ceiling_rate:.2f}")

@@ -84,6 +84,10 @@ class Route:
     repair: Callable[[str, list[Any]], None] | None = None
 
 
+# How often, at most, a busy writer returns freed memory to the OS (``_after_write``).
+_RELEASE_EVERY_S = 1.0
+
+
 @dataclass(frozen=True)
 class QueueLimits:
     """Bounds of the queue; every one is set from the environment by :func:`configured_queue`."""
@@ -113,11 +117,19 @@ class IngestQueue:
         spool: Spool,
         routes: Mapping[str, Route],
         limits: QueueLimits | None = None,
+        release_memory: Callable[[], None] | None = None,
     ) -> None:
-        """Queue what an earlier process left unwritten in ``spool``; call :meth:`start` next."""
+        """Queue what an earlier process left unwritten in ``spool``; call :meth:`start` next.
+
+        ``release_memory`` is called after writes (when the queue is empty, or
+        at most once a second): big merged writes free much memory that
+        allocators would otherwise keep.
+        """
         self._spool = spool
         self._routes = dict(routes)
         self._limits = limits or QueueLimits()
+        self._release_memory = release_memory
+        self._released_at = 0.0
         self._cond = threading.Condition()
         self._entries: deque[_Entry] = deque()
         self._held_items = 0  # decoded items in memory, queued or being written
@@ -233,9 +245,23 @@ class IngestQueue:
                 self._busy = bool(batch)
             if batch:
                 self._write_until_done(batch)
+                self._after_write()
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
+
+    def _after_write(self) -> None:
+        """Release freed memory when the queue is idle, else at most once a second."""
+        now = time.monotonic()
+        due = not self._entries or now - self._released_at >= _RELEASE_EVERY_S
+        if self._release_memory is not None and due:
+            self._released_at = now
+            try:
+                self._release_memory()
+            except Exception:
+                # Only memory stays high; turning it off keeps the writer and the log clean.
+                logger.warning("cannot release freed memory; not trying again", exc_info=True)
+                self._release_memory = None
 
     def _take(self) -> list[_Entry]:
         """Entries from the head of the queue, as many as one merged write should carry."""

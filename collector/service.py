@@ -7,9 +7,11 @@ collectors can scale apart from the API in front of one ClickHouse server.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -34,6 +36,25 @@ def tune_gc() -> None:
     generation on top showed no measurable gain and a higher peak RSS.)
     """
     gc.freeze()
+
+
+def release_memory(store: Store) -> None:
+    """Give memory freed by Python's allocator (glibc) and the embedded engine back to the OS."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+    store.release_memory()
+
+
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``; None where the C library has none (musl, macOS)."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+_malloc_trim = _libc_malloc_trim()
 
 
 def configured_queue(env: Mapping[str, str] = os.environ) -> QueueLimits:
@@ -63,6 +84,7 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def open_ingest_queue(
+    store: Store,
     pipeline: IngestPipeline,
     spool_dir: Path,
     spool_max_bytes: int,
@@ -73,7 +95,9 @@ def open_ingest_queue(
         TRACES.name: Route(TRACES.decode, pipeline.ingest, pipeline.repair),
         LOGS.name: Route(LOGS.decode, pipeline.ingest_logs),
     }
-    queue = IngestQueue(Spool(spool_dir, spool_max_bytes), routes, limits)
+    queue = IngestQueue(
+        Spool(spool_dir, spool_max_bytes), routes, limits, partial(release_memory, store)
+    )
     queue.start()
     return queue
 

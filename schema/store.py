@@ -140,6 +140,15 @@ class Store:
         except Exception:
             return False
 
+    def release_memory(self) -> None:
+        """Return memory the embedded engine has freed to the OS (a server's is its own).
+
+        chDB's allocator (jemalloc) keeps freed pages for reuse; after a large
+        insert that is hundreds of MB the process holds but does not use.
+        """
+        if self.embedded:
+            self.command("SYSTEM JEMALLOC PURGE")
+
     def close(self) -> None:
         self._client.close()
 

@@ -122,7 +122,7 @@ def _run_server(args: argparse.Namespace, *, with_api: bool) -> int:
         log.info("redacting prompts and completions with the built-in patterns before storing")
     pipeline = IngestPipeline(store, redactor=redactor)
     spool_dir = Path(args.spool_dir or Path(args.data_dir) / "spool")
-    queue = open_ingest_queue(pipeline, spool_dir, args.spool_max_bytes, limits)
+    queue = open_ingest_queue(store, pipeline, spool_dir, args.spool_max_bytes, limits)
     if with_api:
         from tokentrail.api.app import create_app
 

@@ -47,14 +47,14 @@ def fake_provider() -> Iterator[str]:
 
 
 @pytest.fixture
-def queue_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueFor]:
+def queue_for(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueFor]:
     """Opens a started ingest queue (its own spool) over a pipeline; closed after the test."""
     from tokentrail.collector.service import open_ingest_queue
 
     opened: list[IngestQueue] = []
 
     def open_queue(pipeline: IngestPipeline) -> IngestQueue:
-        queue = open_ingest_queue(pipeline, tmp_path_factory.mktemp("spool"), 1024**3)
+        queue = open_ingest_queue(store, pipeline, tmp_path_factory.mktemp("spool"), 1024**3)
         opened.append(queue)
         return queue
 

@@ -140,11 +140,9 @@ def test_counters_move_exactly_with_good_partial_and_malformed_requests(
         _name("tokentrail_otlp_http_requests_total", signal="traces", code="401"): 1,
         _name("tokentrail_otlp_http_requests_total", signal="logs", code="200"): 1,
     }
-    for gauge in (
-        "tokentrail_spans_dropped_total",
-        "tokentrail_spans_queued",
-        "tokentrail_spool_bytes",
-    ):
+    # Nothing waits once every answer is in; counters are process-wide, so
+    # "dropped" is checked as this test's delta (not in `delta` above).
+    for gauge in ("tokentrail_spans_queued", "tokentrail_spool_bytes"):
         assert after[_name(gauge)] == 0
 
 

@@ -120,7 +120,7 @@ def pipeline(store: Store) -> IngestPipeline:
 
 @pytest.fixture(scope="module")
 def queue(
-    pipeline: IngestPipeline, tmp_path_factory: pytest.TempPathFactory
+    store: Store, pipeline: IngestPipeline, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[IngestQueue]:
     """One queue (and spool) behind both transports, as ``tokentrail serve`` wires them.
 
@@ -128,7 +128,7 @@ def queue(
     be refused when received, never found out by failing writes.
     """
     spool = tmp_path_factory.mktemp("spool")
-    opened = open_ingest_queue(pipeline, spool, 1024**3)
+    opened = open_ingest_queue(store, pipeline, spool, 1024**3)
     yield opened
     opened.close()
     assert sorted(spool.glob("rejected/*")) == []

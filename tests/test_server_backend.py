@@ -97,7 +97,7 @@ def test_the_collector_spools_while_the_server_is_unreachable_and_drains_after(
     if container is None:
         pytest.skip("needs a ClickHouse container to pause; TOKENTRAIL_CLICKHOUSE_URL is external")
     pipeline = IngestPipeline(store)
-    queue = open_ingest_queue(pipeline, tmp_path / "spool", 1024**3)
+    queue = open_ingest_queue(store, pipeline, tmp_path / "spool", 1024**3)
     app = FastAPI()
     app.include_router(otlp_http_router(queue.submit, lambda: project_id))
     app.include_router(health_router(readiness(store, queue)))

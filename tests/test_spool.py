@@ -33,6 +33,7 @@ from tokentrail.collector.ingest_queue import (
 from tokentrail.collector.receiver import otlp_http_router
 from tokentrail.collector.service import configured_queue
 from tokentrail.collector.spool import Spool, SpoolFull, SpoolRecord
+from tokentrail.schema import Store
 
 BIG = 1024**3
 
@@ -211,6 +212,35 @@ def test_an_export_bigger_than_the_whole_bound_is_taken_when_the_queue_is_empty(
     queue = open_queue(QueueLimits(max_items=2))
     queue.submit(export("a", "b", "c", "d"))
     assert sink.items == ["a", "b", "c", "d"]
+
+
+def test_freed_memory_is_released_when_idle_and_at_most_once_a_second_when_busy(
+    tmp_path: Path, sink: Sink
+) -> None:
+    releases: list[int] = []
+    routes = {"traces": Route(decode, sink.store)}
+    queue = IngestQueue(
+        Spool(tmp_path / "spool", BIG), routes, QueueLimits(ack_wait_s=0.01),
+        lambda: releases.append(len(sink.items)),
+    )  # fmt: skip
+    queue.start()
+    try:
+        sink.gate.clear()
+        queue.submit(export("first"))  # held, so the next three queue behind it
+        for n in range(3):
+            queue.submit(export(f"item{n}", project=f"p{n}"))  # three writes, not one
+        sink.gate.set()
+        assert queue.drain(timeout_s=10)
+    finally:
+        queue.close()
+    assert len(sink.stored) == 4
+    # After "first" (queue busy, none yet this second), then once idle again.
+    assert releases == [1, 4]
+
+
+def test_the_embedded_engine_gives_freed_memory_back(store: Store) -> None:
+    store.release_memory()  # raises if the engine refuses the purge
+    assert store.ping()
 
 
 def test_the_answer_waits_for_the_write_so_a_200_means_queryable(

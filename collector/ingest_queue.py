@@ -353,12 +353,16 @@ class IngestQueue:
         rejected = self._spool.directory / "rejected"
         rejected.mkdir(exist_ok=True)
         record = self._spool.read(entry.ref)
-        path = rejected / f"{entry.ref.seq:020d}.{record.signal}"
+        encoding = "json" if "json" in record.content_type else "pb"  # to send it again by hand
+        path = rejected / f"{entry.ref.seq:020d}.{record.signal}.{encoding}"
         with path.open("wb") as out:
             out.write(record.body)
             out.flush()
             os.fsync(out.fileno())
-        telemetry.SPANS_DROPPED.inc(entry.count if record.signal == "traces" else 0)
+        if record.signal == "traces":
+            # A replayed export's size is known only once decoded.
+            dropped = len(self._decode(entry)) if entry.replayed else entry.count
+            telemetry.SPANS_DROPPED.inc(dropped)
         logger.error(
             "project %s: an export of %s could not be written %d times while later ones "
             "were; its body is kept in %s and it is counted as dropped",

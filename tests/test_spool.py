@@ -296,6 +296,30 @@ def test_one_export_that_cannot_be_written_is_set_aside_not_retried_for_ever(
     assert queue.readiness() is None
 
 
+def test_a_replayed_export_set_aside_is_counted_as_dropped_span_by_span(
+    tmp_path: Path, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tokentrail.collector.ingest_queue._BACKOFF_START_S", 0.01)
+    spool = Spool(tmp_path / "spool", BIG)
+    spool.append(SpoolRecord("traces", "p1", "application/json", b"poison,pill"))
+    spool.close()  # left unwritten by a crashed process
+    sink.failing = {"poison"}
+    before = telemetry.SPANS_DROPPED.value()
+    routes = {"traces": Route(decode, sink.store)}
+    queue = IngestQueue(Spool(tmp_path / "spool", BIG), routes, QueueLimits(ack_wait_s=0.01))
+    queue.start()
+    try:
+        queue.submit(export("fine"))  # written while the replayed one fails: it is judged bad
+        assert queue.drain(timeout_s=20)
+    finally:
+        queue.close()
+
+    assert sink.items == ["fine"]
+    assert telemetry.SPANS_DROPPED.value() - before == 2
+    (kept,) = (tmp_path / "spool" / "rejected").iterdir()
+    assert (kept.name.endswith(".traces.json"), kept.read_bytes()) == (True, b"poison,pill")
+
+
 def test_what_a_crashed_process_left_unwritten_is_written_at_the_next_start(
     tmp_path: Path, sink: Sink
 ) -> None:

@@ -100,13 +100,19 @@ class QueueLimits:
 @dataclass
 class _Entry:
     ref: SpoolRef
-    signal: str
-    project_id: str
     count: int
     items: list[Any] | None  # None: on disk only, decoded again when written
     answered: threading.Event = field(default_factory=threading.Event)  # written, or failed once
     failures: int = 0
     replayed: bool = False  # left unwritten by an earlier process
+
+    @property
+    def signal(self) -> str:
+        return self.ref.signal
+
+    @property
+    def project_id(self) -> str:
+        return self.ref.project_id
 
 
 class IngestQueue:
@@ -139,10 +145,8 @@ class IngestQueue:
         self._stopping = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tokentrail-writer", daemon=True)
-        for ref in spool.unwritten():
-            record = spool.read(ref)
-            entry = _Entry(ref, record.signal, record.project_id, 0, None, replayed=True)
-            self._entries.append(entry)
+        # Replayed entries stay on disk until written; their size is known once decoded.
+        self._entries.extend(_Entry(ref, 0, None, replayed=True) for ref in spool.unwritten())
         if self._entries:
             logger.info("spool: replaying %d exports not yet written", len(self._entries))
         self._publish()
@@ -178,7 +182,7 @@ class IngestQueue:
             raise StorageUnavailable(f"the spool cannot be written ({exc}); retry later") from exc
         with self._cond:
             held = self._held_items + count <= self._limits.max_items or not self._held_items
-            entry = _Entry(ref, signal, project_id, count, items if held else None)
+            entry = _Entry(ref, count, items if held else None)
             if held:
                 self._held_items += count
             if signal == "traces":
@@ -282,23 +286,22 @@ class IngestQueue:
     def _write_until_done(self, batch: list[_Entry]) -> None:
         """Write ``batch``, retrying with backoff; exports that cannot be written are set aside."""
         backoff = _BACKOFF_START_S
-        pending = batch
-        while pending and not self._stop.is_set():
+        while not self._stop.is_set():
             try:
-                self._write(pending)
+                self._write(batch)
             except Exception as exc:
-                self._failed(pending, exc)
-                if len(pending) > 1:
+                self._failed(batch, exc)
+                if len(batch) > 1:
                     # Written one by one from now on, so one bad export cannot hold the rest.
-                    for entry in pending:
+                    for entry in batch:
                         self._write_until_done([entry])
                     return
-                if self._unwritable(pending[0]):
+                if self._unwritable(batch[0]):
                     return
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)
             else:
-                self._written(pending)
+                self._written(batch)
                 return
 
     def _write(self, batch: Sequence[_Entry]) -> None:

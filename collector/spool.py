@@ -52,12 +52,14 @@ class SpoolRecord:
 
 @dataclass(frozen=True)
 class SpoolRef:
-    """Where a record lies, so it can be read back without holding it in memory."""
+    """Where a record lies and whose it is, so it can be queued without holding its body."""
 
     seq: int
     segment: Path
     offset: int
     size: int  # header included: what it occupies on disk
+    signal: str
+    project_id: str
 
 
 @dataclass
@@ -123,7 +125,9 @@ class Spool:
             header = _HEADER.pack(_MAGIC, zlib.crc32(payload), seq, len(payload))
             _write_all(self._fd, header + payload)
             os.fsync(self._fd)
-            ref = SpoolRef(seq, self._active.path, self._offset, size)
+            ref = SpoolRef(
+                seq, self._active.path, self._offset, size, record.signal, record.project_id
+            )
             self._active.last_seq = seq
             self._offset += size
             self._uncommitted.append(ref)
@@ -185,9 +189,10 @@ class Spool:
             segment = _Segment(path, first_seq, first_seq - 1)
             offset = 0
             while (parsed := _parse(data, offset)) is not None:
-                seq, _, size = parsed
+                seq, payload, size = parsed
                 if seq > self._committed:
-                    self._uncommitted.append(SpoolRef(seq, path, offset, size))
+                    signal, project_id, _, _ = _fields(payload)
+                    self._uncommitted.append(SpoolRef(seq, path, offset, size, signal, project_id))
                     self._pending_bytes += size
                 segment.last_seq = seq
                 offset += size
@@ -243,14 +248,19 @@ def _encode(record: SpoolRecord) -> bytes:
 
 
 def _decode(payload: bytes) -> SpoolRecord:
+    signal, project, content_type, body_at = _fields(payload)
+    return SpoolRecord(signal, project, content_type, payload[body_at:])
+
+
+def _fields(payload: bytes) -> tuple[str, str, str, int]:
+    """Signal, project id and content type of a payload, and where its body starts."""
     signal_len, project_len, type_len = _FIELDS.unpack_from(payload)
     at = _FIELDS.size
     signal = payload[at : at + signal_len].decode()
     at += signal_len
     project = payload[at : at + project_len].decode()
     at += project_len
-    content_type = payload[at : at + type_len].decode()
-    return SpoolRecord(signal, project, content_type, payload[at + type_len :])
+    return signal, project, payload[at : at + type_len].decode(), at + type_len
 
 
 def _parse(data: bytes, offset: int) -> tuple[int, bytes, int] | None:

@@ -18,13 +18,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from serving import cli_env, free_port
+from serving import cli_env, free_port, serving_handler
 from test_api import build_app
 
 from tokentrail.api.alerts.conditions import budget_period, check
@@ -69,10 +69,10 @@ class Receiver:
 
     received: list[Received] = field(default_factory=list)
     scripts: dict[str, list[int]] = field(default_factory=dict)
-    port: int = 0
+    base: str = ""
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.base}{path}"
 
     def at(self, path: str) -> list[Received]:
         return [request for request in self.received if request.path == path]
@@ -98,13 +98,8 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    record.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield record
-    server.shutdown()
-    server.server_close()
+    with serving_handler(Handler) as record.base:
+        yield record
 
 
 def signature_ok(request: Received, secret: str = SECRET) -> bool:

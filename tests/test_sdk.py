@@ -15,10 +15,9 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -29,6 +28,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from sdk_harness import Traced, traced
+from serving import serving_handler
 
 import tokentrail
 from tokentrail import semconv
@@ -75,9 +75,8 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.handler = Handler
+        self.url = ""  # set while served (the `receiver` fixture)
 
     def spans(self) -> list[tuple[dict[str, Any], Any]]:
         """(resource attributes, span) for every span received."""
@@ -92,16 +91,12 @@ class Receiver:
                     out.extend((resource, span) for span in scope_spans.spans)
         return out
 
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     server = Receiver()
-    yield server
-    server.close()
+    with serving_handler(server.handler) as server.url:
+        yield server
 
 
 def _run_python(code: str, env: dict[str, str] | None = None) -> Any:

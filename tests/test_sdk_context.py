@@ -8,7 +8,7 @@ import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sdk_harness import Traced, traced
+from serving import serving_handler
 
 import tokentrail
 from tokentrail import _threads, semconv
@@ -223,24 +224,19 @@ class _Downstream:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.handler = Handler
+        self.url = ""  # set while served (the `downstream` fixture)
 
     def attrs(self, name: str) -> dict[str, Any]:
         (span,) = [s for s in self.exporter.get_finished_spans() if s.name == name]
         return dict(span.attributes or {})
 
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
 
 @pytest.fixture
 def downstream() -> Iterator[_Downstream]:
     service = _Downstream()
-    yield service
-    service.close()
+    with serving_handler(service.handler) as service.url:
+        yield service
 
 
 def _get(url: str) -> None:

@@ -4,7 +4,8 @@ A receiver decodes an export, then :meth:`IngestQueue.submit` appends it to the
 spool (fsync'd: from here on it survives a crash) and queues it. One writer
 thread takes queued exports in arrival order, merges those of one signal and
 project into a single pipeline call (per-batch costs such as the rollup ledger
-read are paid once for many exports), and commits the spool behind them.
+read are paid once for many exports), has the store make the write durable,
+and only then commits the spool behind them.
 
 Back-pressure, so memory stays bounded under any load:
 
@@ -124,8 +125,14 @@ class IngestQueue:
         routes: Mapping[str, Route],
         limits: QueueLimits | None = None,
         release_memory: Callable[[], None] | None = None,
+        persist: Callable[[], None] | None = None,
     ) -> None:
         """Queue what an earlier process left unwritten in ``spool``; call :meth:`start` next.
+
+        ``persist`` is called after each write, before the spool lets go of
+        it: it must make what the store wrote survive a power loss (ClickHouse
+        does not fsync its parts), and raise if it cannot, so the write counts
+        as failed and is retried.
 
         ``release_memory`` is called after writes (when the queue is empty, or
         at most once a second): big merged writes free much memory that
@@ -136,6 +143,7 @@ class IngestQueue:
         self._limits = limits or QueueLimits()
         self._release_memory = release_memory
         self._released_at = 0.0
+        self._persist = persist
         self._cond = threading.Condition()
         self._entries: deque[_Entry] = deque()
         self._held_items = 0  # decoded items in memory, queued or being written
@@ -316,6 +324,8 @@ class IngestQueue:
                 route.store(project_id, items)
                 if recovering and route.repair is not None:
                     route.repair(project_id, items)
+        if self._persist is not None:
+            self._persist()
 
     def _decode(self, entry: _Entry) -> list[Any]:
         record = self._spool.read(entry.ref)

@@ -214,6 +214,30 @@ def test_an_export_bigger_than_the_whole_bound_is_taken_when_the_queue_is_empty(
     assert sink.items == ["a", "b", "c", "d"]
 
 
+def test_the_spool_lets_go_of_a_write_only_once_the_store_has_made_it_durable(
+    tmp_path: Path, sink: Sink
+) -> None:
+    spool = Spool(tmp_path / "spool", BIG)
+    unwritten_when_persisting: list[int] = []
+
+    def persist() -> None:
+        unwritten_when_persisting.append(len(spool.unwritten()))
+        if len(unwritten_when_persisting) == 1:
+            raise OSError("the disk did not flush")
+
+    queue = IngestQueue(spool, {"traces": Route(decode, sink.store)}, persist=persist)
+    queue.start()
+    try:
+        queue.submit(export("a"))
+        assert queue.drain(timeout_s=10)
+    finally:
+        queue.close()
+    # Still in the spool both times; the flush that failed failed the write, so it was retried.
+    assert unwritten_when_persisting == [1, 1]
+    assert sink.stored == [("p1", ["a"]), ("p1", ["a"])]
+    assert Spool(tmp_path / "spool", BIG).unwritten() == []
+
+
 def test_freed_memory_is_released_when_idle_and_at_most_once_a_second_when_busy(
     tmp_path: Path, sink: Sink
 ) -> None:

@@ -21,9 +21,8 @@ from tokentrail import __version__
 from tokentrail.redaction import Redactor
 
 if TYPE_CHECKING:
-    import grpc
-
     from tokentrail.api.auth import KeyRing
+    from tokentrail.collector.grpc_receiver import GrpcReceiver
     from tokentrail.collector.ingest_queue import IngestQueue
     from tokentrail.schema.store import Store
 
@@ -176,7 +175,7 @@ def _run_server(args: argparse.Namespace, *, with_api: bool) -> int:
 
 def _start_grpc(
     args: argparse.Namespace, keyring: KeyRing, queue: IngestQueue
-) -> grpc.Server | None:
+) -> GrpcReceiver | None:
     """Start OTLP/gRPC on ``--host``:``--grpc-port``; None (after saying why) if it cannot bind."""
     from tokentrail.collector.grpc_receiver import grpc_address, grpc_server
 

@@ -158,7 +158,7 @@ def channel(keyring: KeyRing, queue: IngestQueue) -> Iterator[grpc.Channel]:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as opened:
             yield opened
     finally:
-        server.stop(grace=None)
+        assert server.stop(grace=None).wait(timeout=REQUEST_TIMEOUT_S)
 
 
 @dataclass(frozen=True)

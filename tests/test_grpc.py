@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +27,7 @@ from serving import QueueFor, free_port, serve_process, serving
 from test_logs import COMPLETION, PROMPT, record_per_message_events, texts
 
 from tokentrail.api.auth import KeyRing, hash_key
-from tokentrail.collector.grpc_receiver import grpc_server
+from tokentrail.collector.grpc_receiver import MAX_CONCURRENT_CALLS, grpc_server
 from tokentrail.collector.ingest_queue import (
     QUEUE_FULL_RETRY_AFTER_SECONDS,
     RETRY_AFTER_SECONDS,
@@ -37,6 +41,8 @@ from tokentrail.schema import Store
 from tokentrail.schema.prices import seed_shipped_prices
 
 KEY = "tt-grpc-test-key"
+# Every call has a deadline, so a test fails rather than hangs.
+TIMEOUT = 10
 METADATA = (("authorization", f"Bearer {KEY}"),)
 LIMIT = 64 * 1024
 TRACE_HEX = "5b8efff798038103d269b633813fc60c"
@@ -45,14 +51,18 @@ CALL_COST = Decimal("0.0000048")
 
 
 @contextmanager
-def receiver(accept: Accept, keyring: KeyRing) -> Iterator[str]:
+def receiver(
+    accept: Accept, keyring: KeyRing, max_in_flight: int = MAX_CONCURRENT_CALLS
+) -> Iterator[str]:
     """A gRPC receiver on a free loopback port; yields its ``host:port``."""
-    server, port = grpc_server(accept, keyring, "127.0.0.1:0", max_message_bytes=LIMIT)
+    server, port = grpc_server(
+        accept, keyring, "127.0.0.1:0", max_message_bytes=LIMIT, max_in_flight=max_in_flight
+    )
     server.start()
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        server.stop(grace=None)
+        assert server.stop(grace=None).wait(timeout=TIMEOUT)
 
 
 @pytest.fixture
@@ -119,7 +129,7 @@ def test_a_bad_span_is_partial_success_and_the_good_one_is_kept(
 
     with grpc.insecure_channel(target) as channel:
         response = trace_service_pb2_grpc.TraceServiceStub(channel).Export(
-            request, metadata=METADATA
+            request, metadata=METADATA, timeout=TIMEOUT
         )
 
     assert response.partial_success.rejected_spans == 1
@@ -134,7 +144,9 @@ def test_rejected_log_records_are_partial_success_too(target: str) -> None:
     records.add(trace_id=b"\x01" * 12, time_unix_nano=1)
 
     with grpc.insecure_channel(target) as channel:
-        response = logs_service_pb2_grpc.LogsServiceStub(channel).Export(request, metadata=METADATA)
+        response = logs_service_pb2_grpc.LogsServiceStub(channel).Export(
+            request, metadata=METADATA, timeout=TIMEOUT
+        )
 
     assert response.partial_success.rejected_log_records == 1
     assert response.partial_success.error_message
@@ -150,11 +162,11 @@ def test_a_bad_or_missing_key_is_unauthenticated(
     with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as raised:
         if signal == "traces":
             trace_service_pb2_grpc.TraceServiceStub(channel).Export(
-                proto_request(bytes.fromhex(TRACE_HEX)), metadata=metadata
+                proto_request(bytes.fromhex(TRACE_HEX)), metadata=metadata, timeout=TIMEOUT
             )
         else:
             logs_service_pb2_grpc.LogsServiceStub(channel).Export(
-                logs_service_pb2.ExportLogsServiceRequest(), metadata=metadata
+                logs_service_pb2.ExportLogsServiceRequest(), metadata=metadata, timeout=TIMEOUT
             )
 
     assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -181,12 +193,159 @@ def test_a_refused_export_is_retryable_with_a_retry_delay(
         pytest.raises(grpc.RpcError) as raised,
     ):
         trace_service_pb2_grpc.TraceServiceStub(channel).Export(
-            proto_request(bytes.fromhex(TRACE_HEX)), metadata=METADATA
+            proto_request(bytes.fromhex(TRACE_HEX)), metadata=METADATA, timeout=TIMEOUT
         )
 
     assert raised.value.code() == code
     retry = RetryInfo.FromString(dict(raised.value.trailing_metadata())["google.rpc.retryinfo-bin"])
     assert retry.retry_delay.seconds == delay
+
+
+class HoldFirst:
+    """An ``accept`` that holds the first export until released, then hands exports on."""
+
+    def __init__(self, accept: Accept | None = None) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.accept = accept
+
+    def __call__(self, export: Export) -> None:
+        if not self.entered.is_set():
+            self.entered.set()
+            self.release.wait(timeout=TIMEOUT)
+        if self.accept is not None:
+            self.accept(export)
+
+
+def test_an_export_past_the_in_flight_limit_is_refused_with_a_retry_delay(
+    keyring: KeyRing,
+) -> None:
+    hold = HoldFirst()
+    request = proto_request(bytes.fromhex(TRACE_HEX))
+    with (
+        receiver(hold, keyring, max_in_flight=1) as address,
+        grpc.insecure_channel(address) as channel,
+        ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        export = trace_service_pb2_grpc.TraceServiceStub(channel).Export
+        try:
+            first = pool.submit(export, request, metadata=METADATA, timeout=TIMEOUT)
+            assert hold.entered.wait(timeout=TIMEOUT)
+            with pytest.raises(grpc.RpcError) as raised:
+                export(request, metadata=METADATA, timeout=TIMEOUT)
+        finally:
+            hold.release.set()
+        first.result(timeout=TIMEOUT)
+        export(request, metadata=METADATA, timeout=TIMEOUT)  # room again
+
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "limit of 1 exports in progress" in (raised.value.details() or "")
+    retry = RetryInfo.FromString(dict(raised.value.trailing_metadata())["google.rpc.retryinfo-bin"])
+    assert retry.retry_delay.seconds == QUEUE_FULL_RETRY_AFTER_SECONDS == 1
+
+
+class _OnRecord(logging.Handler):
+    """Runs ``action`` on each record logged, from the thread that logs it."""
+
+    def __init__(self, action: Any) -> None:
+        super().__init__()
+        self.action = action
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.action()
+
+
+def test_the_otel_exporter_retries_an_export_refused_past_the_limit_and_it_is_stored_once(
+    store: Store,
+    keyring: KeyRing,
+    queue_for: QueueFor,
+    project_id: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hold = HoldFirst(queue_for(IngestPipeline(store)).submit)
+    recorded = record_per_message_events()
+    exporter_log = logging.getLogger("opentelemetry.exporter.otlp.proto.grpc.exporter")
+    # Free the slot once the exporter has been refused and is backing off.
+    release_on_retry = _OnRecord(hold.release.set)
+    release_on_retry.setLevel(logging.WARNING)
+    exporter_log.addHandler(release_on_retry)
+    with (
+        receiver(hold, keyring, max_in_flight=1) as address,
+        grpc.insecure_channel(address) as channel,
+        ThreadPoolExecutor(max_workers=1) as pool,
+        caplog.at_level(logging.WARNING, logger=exporter_log.name),
+    ):
+        try:
+            first = pool.submit(
+                trace_service_pb2_grpc.TraceServiceStub(channel).Export,
+                proto_request(bytes.fromhex(TRACE_HEX)),
+                metadata=METADATA,
+                timeout=TIMEOUT,
+            )
+            assert hold.entered.wait(timeout=TIMEOUT)
+            spans = OTLPSpanExporter(
+                endpoint=address, insecure=True, headers=dict(METADATA), timeout=TIMEOUT
+            )
+            assert spans.export(recorded.spans) == SpanExportResult.SUCCESS
+            spans.shutdown()
+        finally:
+            hold.release.set()
+            exporter_log.removeHandler(release_on_retry)
+        first.result(timeout=TIMEOUT)
+
+    # Backed off by the RetryInfo delay (its own backoff has +-20% jitter).
+    assert "RESOURCE_EXHAUSTED" in caplog.text
+    assert "retrying in 1.00s" in caplog.text
+    stored = store.query(
+        "SELECT TraceId FROM spans FINAL WHERE project_id = {p:String}", {"p": project_id}
+    ).rows
+    assert sorted(stored) == sorted([(TRACE_HEX,), (recorded.trace_id,)])
+
+
+def receiver_threads(before: set[threading.Thread]) -> list[str]:
+    """The receiver's loop and worker threads started since ``before`` and still alive."""
+    started = set(threading.enumerate()) - before
+    return [thread.name for thread in started if thread.name.startswith("tokentrail-grpc")]
+
+
+def test_stop_lets_an_export_in_progress_finish_then_ends_the_receiver_threads(
+    keyring: KeyRing,
+) -> None:
+    hold = HoldFirst()
+    before = set(threading.enumerate())
+    server, port = grpc_server(hold, keyring, "127.0.0.1:0")
+    server.start()
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+        ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        try:
+            first = pool.submit(
+                trace_service_pb2_grpc.TraceServiceStub(channel).Export,
+                proto_request(bytes.fromhex(TRACE_HEX)),
+                metadata=METADATA,
+                timeout=TIMEOUT,
+            )
+            assert hold.entered.wait(timeout=TIMEOUT)
+            stopped = server.stop(grace=TIMEOUT)
+        finally:
+            hold.release.set()
+        response = first.result(timeout=TIMEOUT)
+
+    assert not response.HasField("partial_success")
+    assert stopped.wait(timeout=TIMEOUT)
+    assert receiver_threads(before) == []
+
+
+def test_an_address_in_use_is_a_runtime_error_and_leaves_no_thread(keyring: KeyRing) -> None:
+    before = set(threading.enumerate())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match="bind"):
+            grpc_server(HoldFirst(), keyring, f"127.0.0.1:{port}")
+
+    assert receiver_threads(before) == []
 
 
 @pytest.mark.parametrize("compression", [None, grpc.Compression.Gzip], ids=["plain", "gzip"])
@@ -200,7 +359,7 @@ def test_a_message_over_the_limit_is_resource_exhausted(
 
     with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as raised:
         trace_service_pb2_grpc.TraceServiceStub(channel).Export(
-            request, metadata=METADATA, compression=compression
+            request, metadata=METADATA, compression=compression, timeout=TIMEOUT
         )
 
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -209,7 +368,7 @@ def test_a_message_over_the_limit_is_resource_exhausted(
 def test_malformed_protobuf_is_invalid_argument(target: str) -> None:
     with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as raised:
         export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
-        export(b"\xff\xff\xff", metadata=METADATA)
+        export(b"\xff\xff\xff", metadata=METADATA, timeout=TIMEOUT)
 
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 

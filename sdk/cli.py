@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -21,6 +22,8 @@ from tokentrail import __version__
 from tokentrail.redaction import Redactor
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from tokentrail.api.auth import KeyRing
     from tokentrail.collector.grpc_receiver import GrpcReceiver
     from tokentrail.collector.ingest_queue import IngestQueue
@@ -160,6 +163,7 @@ def _run_server(args: argparse.Namespace, *, with_api: bool) -> int:
                 demo_key = create_key(store, "demo", name="tokentrail serve --demo")
             _start_demo(server, args.host, args.port, demo_key)
         alerts = start_alerts(store, args.alert_interval)
+    _stop_on_signals(server)
     try:
         server.run()
     finally:
@@ -167,10 +171,28 @@ def _run_server(args: argparse.Namespace, *, with_api: bool) -> int:
             # Let in-flight exports reach the queue before it drains.
             otlp_grpc.stop(grace=5).wait()
         queue.close()
-    if alerts is not None:
-        alerts.stop()
-    store.close()
+        if alerts is not None:
+            alerts.stop()
+        store.close()
+    log.info("tokentrail stopped: queue drained, store closed")
     return 0
+
+
+def _stop_on_signals(server: uvicorn.Server) -> None:
+    """Have SIGTERM and SIGINT stop ``server`` and let ``_run_server`` clean up after it.
+
+    uvicorn handles them while it runs, then raises them again once it has shut
+    down; under the default handlers that kills the process (or raises
+    KeyboardInterrupt) before the queue drains and the store closes.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        server.should_exit = True
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach the main thread only, and only it may set handlers
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, stop)
 
 
 def _start_grpc(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -21,7 +23,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
-from serving import cli_env, free_port, get, serving
+from serving import cli_env, free_port, get, serve_process, serving
 
 from tokentrail.demo import run_demo
 
@@ -181,6 +183,20 @@ def test_serve_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "refusing to listen on 0.0.0.0 without API keys" in done.stderr
+
+
+def test_sigterm_stops_serve_cleanly_and_what_it_took_is_there_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    data, keys = tmp_path / "data", f"{KEY_A}=project-a"
+    with serve_process(data, keys=keys, grpc_port=free_port()) as (process, base):
+        trace_id = _send_plain_otel(base)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    log = (tmp_path / f"serve-{urlsplit(base).port}.log").read_text()
+    assert "tokentrail stopped: queue drained, store closed" in log
+    with serving(data, keys=keys) as base:
+        assert _get(base, f"/api/v1/traces/{trace_id}").status_code == 200
 
 
 def test_demo_shows_features_at_once(tmp_path: Path) -> None:

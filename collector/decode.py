@@ -47,9 +47,9 @@ MAX_TIME_UNIX_NANO = 2**63 - 1  # DateTime64(9) is an Int64 of nanoseconds
 _KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 _STATUS_CODES = ("Unset", "Ok", "Error")
 
-_SCALAR_VALUES = frozenset(
-    {"string_value", "bool_value", "int_value", "double_value", "bytes_value"}
-)
+# The AnyValue members with nothing in them to truncate.
+_UNCUT_VALUES = frozenset({"bool_value", "int_value", "double_value"})
+_SCALAR_VALUES = _UNCUT_VALUES | {"string_value", "bytes_value"}
 
 # OTLP/JSON spells ids as hex; protobuf's JSON mapping expects base64 for bytes.
 _JSON_ID_KEYS = ("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id")
@@ -188,12 +188,13 @@ def flatten(
         resource = decode_attributes(resource_spans.resource.attributes)
         for c, scope_spans in enumerate(resource_spans.scope_spans):
             scope = scope_spans.scope
+            scope_name, scope_version = scope.name, scope.version  # read once, not per span
             for s, span in enumerate(scope_spans.spans):
                 problem = _id_problem(span) or _time_problem(span)
                 if problem:
                     errors.append(f"span {s} of scope {c} of resource {r}: {problem}")
                 else:
-                    spans.append(_span(span, resource, scope.name, scope.version, limits))
+                    spans.append(_span(span, resource, scope_name, scope_version, limits))
     telemetry.SPANS_RECEIVED.inc(len(spans) + len(errors))
     telemetry.SPANS_ACCEPTED.inc(len(spans))
     if errors:
@@ -227,18 +228,15 @@ def _id_problem(span: ProtoSpan) -> str | None:
 
 def _time_problem(span: ProtoSpan) -> str | None:
     """Why a span's times cannot be stored, or None."""
-    return (
-        time_problem("start_time_unix_nano", span.start_time_unix_nano)
-        or time_problem("end_time_unix_nano", span.end_time_unix_nano)
-        or next(
-            (
-                f"event {k}: {problem}"
-                for k, event in enumerate(span.events)
-                if (problem := time_problem("time_unix_nano", event.time_unix_nano))
-            ),
-            None,
-        )
-    )
+    if problem := time_problem("start_time_unix_nano", span.start_time_unix_nano):
+        return problem
+    if problem := time_problem("end_time_unix_nano", span.end_time_unix_nano):
+        return problem
+    # A loop, not a generator: most spans have no events to build one for.
+    for k, event in enumerate(span.events):
+        if problem := time_problem("time_unix_nano", event.time_unix_nano):
+            return f"event {k}: {problem}"
+    return None
 
 
 def time_problem(name: str, value: int) -> str | None:
@@ -270,21 +268,30 @@ def _span(
     span: ProtoSpan, resource: Attributes, scope_name: str, scope_version: str, limits: Limits
 ) -> Span:
     attributes = _limited_attributes(span.attributes, limits)
-    events = [
-        SpanEvent(event.time_unix_nano, event.name, _limited_attributes(event.attributes, limits))
-        for event in span.events[: limits.events_per_span]
-    ]
-    links = [
-        SpanLink(
-            hex_or_empty(link.trace_id),
-            hex_or_empty(link.span_id),
-            link.trace_state,
-            _limited_attributes(link.attributes, limits),
-        )
-        for link in span.links[: limits.links_per_span]
-    ]
-    _record_dropped(attributes, DROPPED_EVENTS, "events", len(span.events) - len(events))
-    _record_dropped(attributes, DROPPED_LINKS, "links", len(span.links) - len(links))
+    # Each upb field read builds a new wrapper: read the lists once, and skip
+    # them when empty, as they mostly are.
+    events: list[SpanEvent] = []
+    if proto_events := span.events:
+        events = [
+            SpanEvent(
+                event.time_unix_nano, event.name, _limited_attributes(event.attributes, limits)
+            )
+            for event in proto_events[: limits.events_per_span]
+        ]
+        _record_dropped(attributes, DROPPED_EVENTS, "events", len(proto_events) - len(events))
+    links: list[SpanLink] = []
+    if proto_links := span.links:
+        links = [
+            SpanLink(
+                hex_or_empty(link.trace_id),
+                hex_or_empty(link.span_id),
+                link.trace_state,
+                _limited_attributes(link.attributes, limits),
+            )
+            for link in proto_links[: limits.links_per_span]
+        ]
+        _record_dropped(attributes, DROPPED_LINKS, "links", len(proto_links) - len(links))
+    status = span.status
     return Span(
         trace_id=span.trace_id.hex(),
         span_id=span.span_id.hex(),
@@ -299,8 +306,8 @@ def _span(
         scope_name=scope_name,
         scope_version=scope_version,
         trace_state=span.trace_state,
-        status_code=_status_code(span.status.code),
-        status_message=span.status.message,
+        status_code=_status_code(status.code),
+        status_message=status.message,
         events=events,
         links=links,
     )
@@ -316,9 +323,21 @@ def _limited_attributes(pairs: Sequence[KeyValue], limits: Limits) -> Attributes
     max_length = limits.attribute_value_length
     truncated = 0
     for pair in pairs[: limits.attributes_per_span]:
-        value = decode_value(pair.value)
-        limited = truncate_value(value, max_length)
-        truncated += limited is not value
+        value = pair.value
+        # The common cases without a call per attribute: a string within the
+        # limit (a non-empty string_value can only be the oneof's member that
+        # is set), or a number or bool.
+        text = value.string_value
+        if text and len(text) <= max_length:
+            attributes[pair.key] = text
+            continue
+        which = value.WhichOneof("value")
+        if which in _UNCUT_VALUES:
+            attributes[pair.key] = getattr(value, which)
+            continue
+        decoded = decode_value(value)
+        limited = truncate_value(decoded, max_length)
+        truncated += limited is not decoded
         attributes[pair.key] = limited
     if truncated:
         telemetry.SPAN_LIMITED.inc(truncated, what="truncated_values")

@@ -59,7 +59,8 @@ def decimal(value: Any) -> Decimal | None:
 
 def tokens(value: Any) -> int | None:
     if type(value) is int:  # the common case, without the trip through Decimal (not bool)
-        return min(max(value, 0), MAX_TOKENS)
+        # Compared first: min() and max() cost several times more than the test.
+        return value if 0 <= value <= MAX_TOKENS else min(max(value, 0), MAX_TOKENS)
     parsed = decimal(value)
     if parsed is None:
         return None
@@ -252,11 +253,6 @@ class Source:
     key: str
     extract: Extract | None = None
     also: tuple[str, ...] = ()
-
-    def read(self, attributes: Attributes, span: Span) -> Any:
-        if self.extract is None:
-            return attributes.get(self.key)
-        return self.extract(attributes, span)
 
     def can_read(self, keys: Collection[str]) -> bool:
         """Whether attributes with these keys may give this source a value."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from tokentrail.collector.normalize.base import MAX_TOKENS, text
@@ -18,10 +19,22 @@ from tokentrail.collector.normalize.registry import (
 )
 from tokentrail.collector.records import LlmCall, Span
 
+_FIELDS = tuple(SOURCES)
+_MODEL_KEYS = frozenset(MODEL_KEYS)
+
 
 def is_grouping_span(span: Span) -> bool:
     """True for an agent, tool or workflow span in any convention: never an LLM call."""
     return False in verdicts(span)
+
+
+@lru_cache(maxsize=1024)  # most spans without a verdict are no calls: skip reading them
+def _may_name_a_call(keys: tuple[str, ...]) -> bool:
+    """Whether attributes with these keys may name an LLM operation or a model."""
+    present = frozenset(keys)
+    return any(source.can_read(present) for source in SOURCES["operation"]) or not (
+        _MODEL_KEYS.isdisjoint(present)
+    )
 
 
 def is_llm_span(span: Span) -> bool:
@@ -29,13 +42,16 @@ def is_llm_span(span: Span) -> bool:
     said = verdicts(span)
     if False in said:
         return False
+    if True in said:
+        return True
+    if not _may_name_a_call(tuple(span.attributes)):
+        return False
     # Span attributes only: a resource-wide operation or model would turn every
     # span of the service into an LLM call.
     operation = (lookup(span, "operation", resource=False) or "").lower()
-    return (
-        True in said
-        or operation in LLM_OPERATIONS
-        or any(text(span.attributes.get(key)) for key in MODEL_KEYS)
+    attributes = span.attributes
+    return operation in LLM_OPERATIONS or any(
+        text(attributes[key]) for key in attributes.keys() & _MODEL_KEYS
     )
 
 
@@ -90,7 +106,7 @@ def to_llm_call(span: Span) -> LlmCall | None:
     """The span's canonical LLM call, or None when the span is not one."""
     if not is_llm_span(span):
         return None
-    found = values(span, SOURCES)
+    found = values(span, _FIELDS)
     _reconcile(found)
     prompt, completion = _content(span)
     error_type = _error_type(span)

@@ -9,6 +9,7 @@ become scores.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from tokentrail.collector.normalize.base import (
@@ -188,13 +189,18 @@ _OBJECT_PREFIXES = ("annotation.", "evaluation.")
 _RESULT_PREFIXES = (*(form[0] for form in _FORMS), *_OBJECT_PREFIXES)
 
 
+@lru_cache(maxsize=1024)
+def _carries_results(keys: tuple[str, ...]) -> bool:
+    return any(key.startswith(_RESULT_PREFIXES) for key in keys)
+
+
 def evaluations(span: Span) -> list[Evaluation]:
     """Results in ``annotations.*`` / ``evaluations.*``, their ``trace.`` forms, single objects."""
     attributes = span.attributes
     found: list[Evaluation] = []
-    # Every span passes through here and almost none carry results: one scan
-    # of the keys spares the six below.
-    if not any(key.startswith(_RESULT_PREFIXES) for key in attributes):
+    # Every span passes through here and almost none carry results: a check per
+    # key set spares the six scans below.
+    if not _carries_results(tuple(attributes)):
         return found
     for list_prefix, object_prefix, whole_trace in _FORMS:
         for index, item in enumerate(indexed(attributes, list_prefix)):

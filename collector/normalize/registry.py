@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from tokentrail.collector.normalize import langfuse, openinference, openllmetry, otel_genai
-from tokentrail.collector.normalize.base import COERCE, Reader, Source, key_matcher
+from tokentrail.collector.normalize.base import COERCE, Extract, Reader, Source, key_matcher
 from tokentrail.collector.records import Span
 
 OTEL_GENAI = otel_genai.OTEL_GENAI
@@ -78,39 +78,51 @@ KIND_KEYS = (otel_genai.OPERATION, openinference.SPAN_KIND, langfuse.TYPE, openl
 """Attribute keys the readers' verdicts read: what a store must keep to tell agent spans apart."""
 
 
-Readable = Mapping[str, tuple[Callable[[Any], Any], tuple[Source, ...]]]
+Coerce = Callable[[Any], Any]
+# A field read from the one attribute that can give it: (name, coercer, key).
+Direct = tuple[tuple[str, Coerce, str], ...]
+# Any other field: (name, coercer, its sources as (key, extract)), in precedence order.
+Derived = tuple[tuple[str, Coerce, tuple[tuple[str, Extract | None], ...]], ...]
 
 
-@lru_cache(maxsize=1024)
-def _readable(keys: tuple[str, ...]) -> Readable:
-    """Field → (coercer, sources) for the fields attributes with ``keys`` may give a value.
+@lru_cache(maxsize=4096)
+def _plan(keys: tuple[str, ...], names: tuple[str, ...]) -> tuple[Direct, Derived]:
+    """How attributes with ``keys`` may give each field of ``names``.
 
     Spans of one instrumentation share their keys, so this is worked out once
     per key set rather than once per field of every span: most of the hundred
-    sources read keys a given sender never writes.
+    sources read keys a given sender never writes, and most fields are left
+    with one attribute to read, which spares them the loop over sources.
     """
     present = frozenset(keys)
-    plan = {}
-    for name, sources in SOURCES.items():
-        if readable := tuple(source for source in sources if source.can_read(present)):
-            plan[name] = (COERCE[name], readable)
-    return plan
+    direct, derived = [], []
+    for name in names:
+        sources = SOURCES.get(name, ())
+        readable = tuple((s.key, s.extract) for s in sources if s.can_read(present))
+        if len(readable) == 1 and readable[0][1] is None:
+            direct.append((name, COERCE[name], readable[0][0]))
+        elif readable:
+            derived.append((name, COERCE[name], readable))
+    return tuple(direct), tuple(derived)
 
 
-def values(span: Span, names: Iterable[str], *, resource: bool = True) -> dict[str, Any]:
+def values(span: Span, names: tuple[str, ...], *, resource: bool = True) -> dict[str, Any]:
     """The canonical value of each field in ``names`` the span has (see :func:`lookup`)."""
     found: dict[str, Any] = {}
     scopes = (span.attributes, span.resource_attributes) if resource else (span.attributes,)
     for attributes in scopes:
-        if not attributes:
+        if not attributes or len(found) == len(names):  # all found: the resource has no say
             continue
-        plan = _readable(tuple(attributes))
-        for name in names:
-            if name in found or (entry := plan.get(name)) is None:
+        direct, derived = _plan(tuple(attributes), names)
+        for name, coerce, key in direct:
+            raw = attributes[key]
+            if raw is not None and name not in found and (value := coerce(raw)) is not None:
+                found[name] = value
+        for name, coerce, sources in derived:
+            if name in found:
                 continue
-            coerce, sources = entry
-            for source in sources:
-                raw = source.read(attributes, span)
+            for key, extract in sources:
+                raw = attributes.get(key) if extract is None else extract(attributes, span)
                 if raw is not None and (value := coerce(raw)) is not None:
                     found[name] = value
                     break
@@ -123,15 +135,17 @@ def lookup(span: Span, name: str, *, resource: bool = True) -> Any:
 
 
 def verdicts(span: Span) -> list[bool | None]:
-    """Each reader's say on whether the span is an LLM call (see :class:`Reader`)."""
-    speaking = _speaking(tuple(span.attributes))
-    return [reader.is_call(span) if speaks else None for reader, speaks in speaking]
+    """Each reader's say on whether the span is an LLM call (see :class:`Reader`).
+
+    Only the readers whose verdict keys the span carries are asked: the others have no say.
+    """
+    return [reader.is_call(span) for reader in _speaking(tuple(span.attributes))]
 
 
 @lru_cache(maxsize=1024)  # most spans carry no reader's verdict keys: skip the readers
-def _speaking(keys: tuple[str, ...]) -> tuple[tuple[Reader, bool], ...]:
+def _speaking(keys: tuple[str, ...]) -> tuple[Reader, ...]:
     present = frozenset(keys)
-    return tuple((reader, not present.isdisjoint(reader.verdict_keys)) for reader in READERS)
+    return tuple(reader for reader in READERS if not present.isdisjoint(reader.verdict_keys))
 
 
 def convention_of(span: Span) -> str:

@@ -76,18 +76,21 @@ def _encloses(outer: LlmCall, inner: LlmCall) -> bool:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Walk:
     ancestor: LlmCall | None = None
     direct: bool = False
     lost: bool = False  # stopped at a span not seen yet
 
 
+_NO_CALL = _Walk()  # the walk of most calls, made once
+
+
 def _nearest_call(call: LlmCall, calls: Mapping[Key, LlmCall], links: Mapping[Key, Link]) -> _Walk:
     parent, seen = call.parent_span_id, {call.span_id}
     for hop in range(_MAX_HOPS):
         if not parent or parent in seen:
-            return _Walk()
+            return _NO_CALL
         key = (call.trace_id, parent)
         if key in calls:
             return _Walk(calls[key], direct=hop == 0)
@@ -96,8 +99,8 @@ def _nearest_call(call: LlmCall, calls: Mapping[Key, LlmCall], links: Mapping[Ke
         seen.add(parent)
         parent, groups = links[key]
         if groups:
-            return _Walk()
-    return _Walk()
+            return _NO_CALL
+    return _NO_CALL
 
 
 class _Groups:
@@ -105,6 +108,10 @@ class _Groups:
 
     def __init__(self) -> None:
         self._parent: dict[Key, Key] = {}
+
+    def __contains__(self, key: Key) -> bool:
+        """Whether the key was ever joined: a key never joined is alone in its group."""
+        return key in self._parent
 
     def find(self, key: Key) -> Key:
         root = key
@@ -149,10 +156,12 @@ def find_repeats(calls: Iterable[LlmCall], links: Mapping[Key, Link]) -> Repeats
     for key, call in by_key.items():
         if call.response_id:
             first = by_response.setdefault((call.trace_id, call.response_id), key)
-            groups.join(first, key)
+            if first != key:  # most response ids are the batch's only one
+                groups.join(first, key)
     members: dict[Key, list[LlmCall]] = {}
     for key, call in by_key.items():
-        members.setdefault(groups.find(key), []).append(call)
+        if key in groups:
+            members.setdefault(groups.find(key), []).append(call)
     for group in members.values():
         if len(group) < 2:
             continue

@@ -52,8 +52,13 @@ _CHUNK = 10_000
 SETTLING = threading.Lock()
 
 
-def _settle_sql(facts: str, ledger: str, changes: str, where: str) -> str:
-    """The difference between stored facts and ledger, for the rows ``where`` picks."""
+def _settle_sql(facts: str, ledger: str, changes: str, where: str, having: str = "true") -> str:
+    """The difference between stored facts and ledger, for the rows ``where`` and ``having`` pick.
+
+    ``having`` tests only columns of the facts, which are the grouping keys, so
+    it picks the same rows as it would in ``where``; it is for tests that cost
+    more on every row read than once per group.
+    """
     # The ledger holds signed facts; a facts row and its ledger entry land in one
     # group and cancel. Column order matches by construction: `*_changes` and
     # `*_ledger` were created from `SELECT *` of the facts view (0005_rollups.sql).
@@ -66,7 +71,7 @@ FROM (
     SELECT * EXCEPT (sign, facts_hash), -sign AS s FROM {ledger} WHERE {where}
 )
 GROUP BY ALL
-HAVING sign != 0
+HAVING sign != 0 AND {having}
 """
 
 
@@ -77,10 +82,11 @@ _CALL_TIME = (
     " AND Timestamp >= fromUnixTimestamp64Nano({lo_ns:Int64})"
     " AND Timestamp < fromUnixTimestamp64Nano({hi_ns:Int64})"
 )
-_CALL_ROWS = (
-    _CALL_TIME
-    + " AND trace_id IN {trace_ids:Array(String)} AND span_id IN {span_ids:Array(String)}"
-)
+# The batch's trace ids pick the rows to read (bloom filters serve them); its
+# span ids are tested on the groups: testing them on every row read, of both
+# sides, made settling thousands of calls ~15 % dearer.
+_CALL_TRACES = _CALL_TIME + " AND trace_id IN {trace_ids:Array(String)}"
+_CALL_SPANS = "span_id IN {span_ids:Array(String)}"
 # Scores are unique per (project, trace, score id) whatever their time.
 _SCORE_ROWS = (
     "project_id = {project_id:String}"
@@ -90,7 +96,7 @@ _SCORE_TIME = _CALL_TIME
 
 _CALLS = ("llm_call_facts", "llm_call_ledger", "llm_call_changes")
 _SCORES = ("score_facts", "score_ledger", "score_changes")
-SETTLE_CALLS = _settle_sql(*_CALLS, _CALL_ROWS)
+SETTLE_CALLS = _settle_sql(*_CALLS, _CALL_TRACES, _CALL_SPANS)
 SETTLE_SCORES = _settle_sql(*_SCORES, _SCORE_ROWS)
 RECONCILE_CALLS = _settle_sql(*_CALLS, _CALL_TIME)
 RECONCILE_SCORES = _settle_sql(*_SCORES, _SCORE_TIME)

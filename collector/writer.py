@@ -11,6 +11,7 @@ import base64
 import json
 import math
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from tokentrail.collector.records import (
@@ -21,6 +22,8 @@ from tokentrail.collector.records import (
     LogRecord,
     Score,
     Span,
+    SpanEvent,
+    SpanLink,
 )
 from tokentrail.collector.rollup_feed import settle_calls, settle_scores
 from tokentrail.schema.store import Store
@@ -29,16 +32,22 @@ T = TypeVar("T")
 
 
 def flatten_value(value: AttributeValue) -> str:
+    # What json.dumps writes for a plain int or finite float, without its
+    # machinery; tested first as the commonest values that are not strings.
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return repr(value)
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
         return ""
-    # What json.dumps writes for a plain int or finite float, without its machinery.
-    if type(value) is int or (type(value) is float and math.isfinite(value)):
-        return repr(value)
-    return json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"))
+    return _to_json(_jsonable(value))
+
+
+# What json.dumps(ensure_ascii=False, separators=(",", ":")) does, without a new
+# encoder per call (json.dumps builds one whenever it is given options).
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _jsonable(value: AttributeValue) -> Any:
@@ -59,7 +68,35 @@ def flatten_attributes(attributes: Attributes) -> dict[str, str]:
     }
 
 
+def _flatten_runs(maps: Iterable[Attributes]) -> list[dict[str, str]]:
+    """``flatten_attributes`` of each map, flattening a run of equal maps once.
+
+    For resource attributes: one resource's, usually a whole batch's. A map
+    equal to the previous flattened one holds only strings already, so it
+    would flatten to that same map.
+    """
+    flat: list[dict[str, str]] = []
+    previous: dict[str, str] = {}
+    for attributes in maps:
+        if attributes != previous:
+            previous = flatten_attributes(attributes)
+        flat.append(previous)
+    return flat
+
+
+def _nested(groups: Iterable[Sequence[T]], field: Callable[[T], Any]) -> list[list[Any]]:
+    """One column of a Nested field: ``field`` of each item, per group."""
+    # Most spans have no events or links: no comprehension for them (a call each).
+    return [[field(item) for item in group] if group else [] for group in groups]
+
+
+def _flat_attributes(item: SpanEvent | SpanLink) -> dict[str, str]:
+    return flatten_attributes(item.attributes)
+
+
 def span_columns(project_id: str, spans: Sequence[Span]) -> dict[str, list[Any]]:
+    events = [s.events for s in spans]
+    links = [s.links for s in spans]
     return {
         "project_id": [project_id] * len(spans),
         "Timestamp": [s.start_time_unix_nano for s in spans],
@@ -70,20 +107,20 @@ def span_columns(project_id: str, spans: Sequence[Span]) -> dict[str, list[Any]]
         "SpanName": [s.name for s in spans],
         "SpanKind": [s.kind for s in spans],
         "ServiceName": [s.service_name for s in spans],
-        "ResourceAttributes": [flatten_attributes(s.resource_attributes) for s in spans],
+        "ResourceAttributes": _flatten_runs(s.resource_attributes for s in spans),
         "ScopeName": [s.scope_name for s in spans],
         "ScopeVersion": [s.scope_version for s in spans],
         "SpanAttributes": [flatten_attributes(s.attributes) for s in spans],
         "Duration": [s.duration_ns for s in spans],
         "StatusCode": [s.status_code for s in spans],
         "StatusMessage": [s.status_message for s in spans],
-        "Events.Timestamp": [[e.time_unix_nano for e in s.events] for s in spans],
-        "Events.Name": [[e.name for e in s.events] for s in spans],
-        "Events.Attributes": [[flatten_attributes(e.attributes) for e in s.events] for s in spans],
-        "Links.TraceId": [[link.trace_id for link in s.links] for s in spans],
-        "Links.SpanId": [[link.span_id for link in s.links] for s in spans],
-        "Links.TraceState": [[link.trace_state for link in s.links] for s in spans],
-        "Links.Attributes": [[flatten_attributes(lk.attributes) for lk in s.links] for s in spans],
+        "Events.Timestamp": _nested(events, attrgetter("time_unix_nano")),
+        "Events.Name": _nested(events, attrgetter("name")),
+        "Events.Attributes": _nested(events, _flat_attributes),
+        "Links.TraceId": _nested(links, attrgetter("trace_id")),
+        "Links.SpanId": _nested(links, attrgetter("span_id")),
+        "Links.TraceState": _nested(links, attrgetter("trace_state")),
+        "Links.Attributes": _nested(links, _flat_attributes),
     }
 
 
@@ -138,7 +175,7 @@ def log_columns(project_id: str, records: Sequence[LogRecord]) -> dict[str, list
         "ServiceName": [r.service_name for r in records],
         "Body": [flatten_value(r.body) for r in records],
         "ResourceSchemaUrl": [r.resource_schema_url for r in records],
-        "ResourceAttributes": [flatten_attributes(r.resource_attributes) for r in records],
+        "ResourceAttributes": _flatten_runs(r.resource_attributes for r in records),
         "ScopeSchemaUrl": [r.scope_schema_url for r in records],
         "ScopeName": [r.scope_name for r in records],
         "ScopeVersion": [r.scope_version for r in records],

@@ -90,13 +90,20 @@ def open_ingest_queue(
     spool_max_bytes: int,
     limits: QueueLimits | None = None,
 ) -> IngestQueue:
-    """A started queue writing through ``pipeline``, first replaying what the spool still holds."""
+    """A started queue writing through ``pipeline``, first replaying what the spool still holds.
+
+    A write leaves the spool only once ``store`` has persisted it.
+    """
     routes = {
         TRACES.name: Route(TRACES.decode, pipeline.ingest, pipeline.repair),
         LOGS.name: Route(LOGS.decode, pipeline.ingest_logs),
     }
     queue = IngestQueue(
-        Spool(spool_dir, spool_max_bytes), routes, limits, partial(release_memory, store)
+        Spool(spool_dir, spool_max_bytes),
+        routes,
+        limits,
+        release_memory=partial(release_memory, store),
+        persist=store.persist,
     )
     queue.start()
     return queue

@@ -8,6 +8,7 @@ few places where the experimental chDB interface needs help.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import threading
@@ -90,9 +91,11 @@ class QueryResult:
 class Store:
     """Parameterized SQL and columnar inserts against one ClickHouse database."""
 
-    def __init__(self, client: Client, *, embedded: bool) -> None:
+    def __init__(self, client: Client, *, embedded: bool, data_dir: Path | None = None) -> None:
+        """``data_dir``: where the embedded engine keeps its files (None for a server)."""
         self._client = client
         self.embedded = embedded
+        self._data_dir = data_dir
         # The chDB engine is one per process and its client interface is marked
         # experimental; serializing calls keeps concurrent API threads and the
         # writer from interleaving on it. A server client needs no such lock.
@@ -140,6 +143,17 @@ class Store:
         except Exception:
             return False
 
+    def persist(self) -> None:
+        """Make every write so far survive a power loss; raises OSError if the disk cannot.
+
+        ClickHouse does not fsync the parts it writes, so an insert that returned
+        may still sit in the page cache. Embedded, the file system of the data
+        directory is flushed (one ``syncfs``, a few ms after a large write). A
+        server keeps its own promise: replication, or its fsync settings.
+        """
+        if self._data_dir is not None:
+            _sync_file_system(self._data_dir)
+
     def release_memory(self) -> None:
         """Return memory the embedded engine has freed to the OS (a server's is its own).
 
@@ -157,8 +171,9 @@ def open_store(dsn: str) -> Store:
     """Open the store behind ``dsn`` (``chdb:///dir`` or ``http(s)://…/db``)."""
     scheme = urlsplit(dsn).scheme
     if scheme == "chdb":
-        Path(urlsplit(dsn).path).mkdir(parents=True, exist_ok=True)
-        return Store(clickhouse_connect.get_client(dsn=dsn), embedded=True)
+        data_dir = Path(urlsplit(dsn).path)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return Store(clickhouse_connect.get_client(dsn=dsn), embedded=True, data_dir=data_dir)
     if scheme in ("http", "https", "clickhouse", "clickhouses"):
         # API threads query concurrently; a shared session id would make the
         # server reject overlapping queries.
@@ -169,3 +184,21 @@ def open_store(dsn: str) -> Store:
         )
         return Store(client, embedded=False)
     raise ValueError(f"unsupported ClickHouse DSN scheme {scheme!r}: use chdb:///dir or http(s)://")
+
+
+def _sync_file_system(directory: Path) -> None:
+    """Flush the file system holding ``directory``: Linux ``syncfs``, else every one (``sync``)."""
+    syncfs = getattr(_libc, "syncfs", None)
+    if syncfs is None:
+        os.sync()
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        if syncfs(fd) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"cannot flush {directory}: {os.strerror(errno)}")
+    finally:
+        os.close(fd)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)

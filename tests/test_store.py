@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tokentrail.schema import Store, apply_migrations, open_store
@@ -32,3 +34,14 @@ def test_parameters_are_bound_not_spliced(store: Store, project_id: str) -> None
 def test_unknown_dsn_scheme_is_named() -> None:
     with pytest.raises(ValueError, match="ftp"):
         open_store("ftp://example/db")
+
+
+def test_persist_flushes_the_engine_files_and_a_failure_names_the_directory(
+    store: Store, tmp_path: Path
+) -> None:
+    store.persist()  # the embedded store's file system, flushed
+    # One engine per process: a second Store over the same client, with a data
+    # directory that cannot be opened, stands for a disk that cannot flush.
+    unflushable = Store(store._client, embedded=True, data_dir=tmp_path / "missing")
+    with pytest.raises(OSError, match="missing"):
+        unflushable.persist()

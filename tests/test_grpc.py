@@ -6,7 +6,7 @@ import logging
 import socket
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -215,6 +215,23 @@ class HoldFirst:
         if self.accept is not None:
             self.accept(export)
 
+    @contextmanager
+    def holding_one(self, channel: grpc.Channel) -> Iterator[Future[Any]]:
+        """Send one export from a thread and hold it; on leaving, release it and see it succeed."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            first = pool.submit(
+                trace_service_pb2_grpc.TraceServiceStub(channel).Export,
+                proto_request(bytes.fromhex(TRACE_HEX)),
+                metadata=METADATA,
+                timeout=TIMEOUT,
+            )
+            try:
+                assert self.entered.wait(timeout=TIMEOUT)
+                yield first
+            finally:
+                self.release.set()
+            first.result(timeout=TIMEOUT)
+
 
 def test_an_export_past_the_in_flight_limit_is_refused_with_a_retry_delay(
     keyring: KeyRing,
@@ -224,17 +241,10 @@ def test_an_export_past_the_in_flight_limit_is_refused_with_a_retry_delay(
     with (
         receiver(hold, keyring, max_in_flight=1) as address,
         grpc.insecure_channel(address) as channel,
-        ThreadPoolExecutor(max_workers=1) as pool,
     ):
         export = trace_service_pb2_grpc.TraceServiceStub(channel).Export
-        try:
-            first = pool.submit(export, request, metadata=METADATA, timeout=TIMEOUT)
-            assert hold.entered.wait(timeout=TIMEOUT)
-            with pytest.raises(grpc.RpcError) as raised:
-                export(request, metadata=METADATA, timeout=TIMEOUT)
-        finally:
-            hold.release.set()
-        first.result(timeout=TIMEOUT)
+        with hold.holding_one(channel), pytest.raises(grpc.RpcError) as raised:
+            export(request, metadata=METADATA, timeout=TIMEOUT)
         export(request, metadata=METADATA, timeout=TIMEOUT)  # room again
 
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -271,26 +281,17 @@ def test_the_otel_exporter_retries_an_export_refused_past_the_limit_and_it_is_st
     with (
         receiver(hold, keyring, max_in_flight=1) as address,
         grpc.insecure_channel(address) as channel,
-        ThreadPoolExecutor(max_workers=1) as pool,
         caplog.at_level(logging.WARNING, logger=exporter_log.name),
     ):
         try:
-            first = pool.submit(
-                trace_service_pb2_grpc.TraceServiceStub(channel).Export,
-                proto_request(bytes.fromhex(TRACE_HEX)),
-                metadata=METADATA,
-                timeout=TIMEOUT,
-            )
-            assert hold.entered.wait(timeout=TIMEOUT)
-            spans = OTLPSpanExporter(
-                endpoint=address, insecure=True, headers=dict(METADATA), timeout=TIMEOUT
-            )
-            assert spans.export(recorded.spans) == SpanExportResult.SUCCESS
-            spans.shutdown()
+            with hold.holding_one(channel):
+                spans = OTLPSpanExporter(
+                    endpoint=address, insecure=True, headers=dict(METADATA), timeout=TIMEOUT
+                )
+                assert spans.export(recorded.spans) == SpanExportResult.SUCCESS
+                spans.shutdown()
         finally:
-            hold.release.set()
             exporter_log.removeHandler(release_on_retry)
-        first.result(timeout=TIMEOUT)
 
     # Backed off by the RetryInfo delay (its own backoff has +-20% jitter).
     assert "RESOURCE_EXHAUSTED" in caplog.text
@@ -314,21 +315,9 @@ def test_stop_lets_an_export_in_progress_finish_then_ends_the_receiver_threads(
     before = set(threading.enumerate())
     server, port = grpc_server(hold, keyring, "127.0.0.1:0")
     server.start()
-    with (
-        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
-        ThreadPoolExecutor(max_workers=1) as pool,
-    ):
-        try:
-            first = pool.submit(
-                trace_service_pb2_grpc.TraceServiceStub(channel).Export,
-                proto_request(bytes.fromhex(TRACE_HEX)),
-                metadata=METADATA,
-                timeout=TIMEOUT,
-            )
-            assert hold.entered.wait(timeout=TIMEOUT)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with hold.holding_one(channel) as first:
             stopped = server.stop(grace=TIMEOUT)
-        finally:
-            hold.release.set()
         response = first.result(timeout=TIMEOUT)
 
     assert not response.HasField("partial_success")

@@ -16,7 +16,9 @@ batch is durable), so the clock stops only when the per-feature report of the
 HTTP API counts every LLM call.
 
 Figures: spans/s persisted and queryable, the server's CPU seconds (its
-process and children, from /proc) per 1k spans, its peak RSS; and, in the same
+process and children, from /proc) per 1k spans and split by thread name (chDB
+names its threads; Python's are named by ``py-spy dump`` when py-spy is
+installed), its peak RSS; and, in the same
 run, the ceiling: ``parse_traces_request`` + ``flatten`` alone over the same
 batches in this process, with the server stopped. Per-span work past decoding
 (normalize, price, write, settle rollups) is what the ratio leaves.
@@ -36,6 +38,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -264,6 +267,83 @@ class MemoryWatch:
             self.peak_anon_mb = max(self.peak_anon_mb, anon)
 
 
+class ThreadWatch:
+    """Per-thread CPU of the server while traffic runs, summed by thread name.
+
+    Samples /proc/<pid>/task/*/stat (utime + stime) every ``interval_s`` and
+    charges what each thread spent since the last sample to the name it has
+    now: chDB's pool threads rename themselves after the job they run (e.g.
+    MergeMutate, QueryPipelineEx) and are "ThreadPool" while idle. A thread
+    that ends keeps what it was last seen with. Python's threads are all
+    "python" to the OS; :meth:`name_python_threads` names them.
+    """
+
+    def __init__(self, pid: int, interval_s: float = 0.05) -> None:
+        self._pid = pid
+        self._interval_s = interval_s
+        self._ticks: dict[int, int] = {}
+        self._spent: dict[tuple[int, str], int] = {}  # (tid, name) -> ticks
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._sample(first=True)
+
+    def _sample(self, first: bool = False) -> None:
+        for task in Path(f"/proc/{self._pid}/task").iterdir():
+            try:
+                stat = (task / "stat").read_text()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat.rsplit(")", 1)[1].split()
+            ticks = int(fields[11]) + int(fields[12])
+            tid = int(task.name)
+            before = self._ticks.get(tid, ticks if first else 0)
+            self._ticks[tid] = ticks
+            if ticks > before:
+                self._spent[tid, name] = self._spent.get((tid, name), 0) + ticks - before
+
+    def __enter__(self) -> ThreadWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._sample()
+            except OSError:
+                return
+
+    def name_python_threads(self) -> None:
+        """Name Python's threads (the OS sees them all as "python") from ``py-spy dump``."""
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        try:
+            dump = subprocess.run(
+                [spy, "dump", "-p", str(self._pid)], capture_output=True, text=True, timeout=30
+            ).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return  # py-spy not installed: the OS names stay
+        names = {
+            int(tid): f"py:{name}"
+            for tid, name in re.findall(r'^Thread (\d+) \(\w+\): "([^"]*)"', dump, re.M)
+        }
+        self._spent = {
+            (tid, names.get(tid, name)): ticks for (tid, name), ticks in self._spent.items()
+        }
+
+    def by_name(self) -> dict[str, tuple[int, float]]:
+        """Thread name -> (threads that spent CPU under it, CPU seconds during the watch)."""
+        totals: dict[str, tuple[int, float]] = {}
+        for (_, name), ticks in self._spent.items():
+            count, seconds = totals.get(name, (0, 0.0))
+            totals[name] = (count + 1, seconds + ticks / _CLOCK_TICKS)
+        return totals
+
+
 def _process_tree(root: int) -> list[int]:
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -420,6 +500,7 @@ class Result:
     settled_anon_mb: float  # a few seconds after the last call became visible
     retries: int
     reconnects: int
+    threads: dict[str, tuple[int, float]]  # thread name -> (threads, CPU seconds)
 
 
 @contextmanager
@@ -464,6 +545,8 @@ def _replay(server: Server, traffic: Traffic, concurrency: int) -> Result:
 def _replay_watched(
     server: Server, traffic: Traffic, concurrency: int, memory: MemoryWatch
 ) -> Result:
+    threads = ThreadWatch(server.process.pid)
+    threads.__enter__()
     cpu_before = server.cpu_seconds()
     started = time.monotonic()
     deadline = started + VISIBLE_SECONDS
@@ -485,6 +568,8 @@ def _replay_watched(
         seen = visible_calls(server, traffic)
     elapsed = time.monotonic() - started
     cpu = server.cpu_seconds() - cpu_before
+    threads.__exit__(None, None, None)
+    threads.name_python_threads()
     if seen != traffic.calls:
         print(f"  WARNING: {seen:,.0f} calls visible for {traffic.calls:,} sent")
     time.sleep(SETTLE_SECONDS)
@@ -492,6 +577,7 @@ def _replay_watched(
     return Result(
         elapsed, sent, cpu, now["VmHWM"], memory.idle["VmRSS"], memory.idle["RssAnon"],
         memory.peak_anon_mb, now["RssFile"], now["RssAnon"], replay.retries, replay.reconnects,
+        threads.by_name(),
     )  # fmt: skip
 
 
@@ -549,6 +635,11 @@ def main() -> int:
     print(f"    anonymous after    {result.settled_anon_mb:>12,.0f} MB  "
           f"({SETTLE_SECONDS:.0f} s after the last call became visible)")  # fmt: skip
     print(f"  429/503 retries      {result.retries:>12,}  (reconnects {result.reconnects})")
+    print("  CPU by thread        (threads)  seconds  µs/span")
+    for name, (count, seconds) in sorted(result.threads.items(), key=lambda kv: -kv[1][1]):
+        if seconds >= 0.005 * result.cpu_seconds:
+            per_span = seconds / traffic.spans * 1e6
+            print(f"    {name:<22} {count:>5} {seconds:>9.2f} {per_span:>8.1f}")
     print("\ndecode-only ceiling (parse_traces_request + flatten, one process)")
     print(f"  {ceiling_rate:>12,.0f} spans/s; end to end / ceiling = {rate / ceiling_rate:.2f}")
     met = rate >= GOAL_SPANS_PER_S and result.rss_mb < GOAL_RSS_MB

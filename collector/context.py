@@ -2,12 +2,13 @@
 
 An exporter sends a child span before its parent ends, so the span naming the
 feature often arrives in a later batch than the LLM call under it. Two cases,
-each one indexed query against what is already stored:
+each read with indexed queries against what is already stored:
 
 * a call in this batch whose ancestor chain leaves the batch reads the stored
   ancestors of its trace;
 * a stored call still missing context is re-resolved when this batch brings
-  spans of its trace, and re-written (the newer version replaces the old one).
+  spans of its trace, and re-written (the newer version replaces the old one);
+  its full row is read only once the identities show there is one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tokentrail.collector.normalize import CONTEXT_KEYS, context_of, inherit_context
+from tokentrail.collector.normalize import CONTEXT_KEYS, Key, context_of, inherit_context
 from tokentrail.collector.records import LlmCall, Score, Span
 from tokentrail.schema.store import Store
 
@@ -25,31 +26,44 @@ Ancestry = dict[str, tuple[str, tuple[str, str, str]]]
 # scan generously while keeping it off the rest of the project's history.
 _WINDOW_NS = 3600 * 10**9
 
+# ClickHouse moves no filter before the merge of FINAL by itself. Trace and
+# span ids may go there (PREWHERE): they are part of the sorting key, so the
+# same in every version of a row, and other traces' rows are then never merged.
 _STORED_SPANS = """
 SELECT SpanId, ParentSpanId,
        mapFilter((k, v) -> k IN {keys:Array(String)}, SpanAttributes),
        mapFilter((k, v) -> k IN {keys:Array(String)}, ResourceAttributes)
 FROM spans FINAL
+PREWHERE TraceId IN {trace_ids:Array(String)}
 WHERE project_id = {project_id:String}
   AND Timestamp BETWEEN fromUnixTimestamp64Nano({lo:Int64}) AND fromUnixTimestamp64Nano({hi:Int64})
-  AND TraceId IN {trace_ids:Array(String)}
 """
 
+# FINAL merges every column it reads, prompts and completions too: identities
+# first (almost always none), then the full rows of those alone.
 _INCOMPLETE_CALLS = """
+SELECT trace_id, span_id
+FROM llm_calls FINAL
+PREWHERE trace_id IN {trace_ids:Array(String)}
+WHERE project_id = {project_id:String}
+  AND Timestamp BETWEEN fromUnixTimestamp64Nano({lo:Int64}) AND fromUnixTimestamp64Nano({hi:Int64})
+  AND (feature = '' OR user_id = '' OR session_id = '')
+"""
+
+_FULL_CALLS = """
 SELECT * EXCEPT (project_id, Timestamp, ingested_at),
        toUnixTimestamp64Nano(Timestamp) AS start_time_unix_nano
 FROM llm_calls FINAL
+PREWHERE trace_id IN {trace_ids:Array(String)} AND span_id IN {span_ids:Array(String)}
 WHERE project_id = {project_id:String}
   AND Timestamp BETWEEN fromUnixTimestamp64Nano({lo:Int64}) AND fromUnixTimestamp64Nano({hi:Int64})
-  AND trace_id IN {trace_ids:Array(String)}
-  AND (feature = '' OR user_id = '' OR session_id = '')
 """
 
 _CALL_FEATURES = """
 SELECT trace_id, span_id, feature
 FROM llm_calls FINAL
+PREWHERE trace_id IN {trace_ids:Array(String)}
 WHERE project_id = {project_id:String}
-  AND trace_id IN {trace_ids:Array(String)}
   AND feature != ''
 """
 
@@ -66,6 +80,18 @@ def batch_window(project_id: str, spans: Sequence[Span]) -> dict[str, object]:
 def calls_from_rows(rows: Iterable[dict[str, Any]]) -> list[LlmCall]:
     """Stored ``llm_calls`` rows (every column but project, time and version) as LlmCalls."""
     return [LlmCall(**row) for row in rows]
+
+
+def stored_calls(store: Store, bounds: dict[str, object], keys: Iterable[Key]) -> list[LlmCall]:
+    """The full stored rows of the calls ``keys`` names, within ``bounds`` (``batch_window``)."""
+    wanted = set(keys)
+    params = {
+        **bounds,
+        "trace_ids": sorted({trace for trace, _ in wanted}),
+        "span_ids": sorted({span for _, span in wanted}),
+    }
+    rows = store.query(_FULL_CALLS, params).dicts()
+    return [call for call in calls_from_rows(rows) if (call.trace_id, call.span_id) in wanted]
 
 
 def _incomplete(call: LlmCall) -> bool:
@@ -98,25 +124,24 @@ class ContextResolver:
             return []
         bounds = batch_window(project_id, spans)
         waiting = [c for c in calls if _incomplete(c) and _leaves_batch(c, batch)]
-        stored_calls: list[LlmCall] = []
+        completable: list[LlmCall] = []
         if any(any(context_of(s)) for s in spans):
-            batch_ids = {(c.trace_id, c.span_id) for c in calls}
             rows = self._store.query(
                 _INCOMPLETE_CALLS, {**bounds, "trace_ids": sorted({s.trace_id for s in spans})}
-            ).dicts()
-            stored_calls = calls_from_rows(
-                row for row in rows if (row["trace_id"], row["span_id"]) not in batch_ids
-            )
-        if not waiting and not stored_calls:
+            ).rows
+            if rows:
+                keys = set(rows) - {(c.trace_id, c.span_id) for c in calls}
+                completable = stored_calls(self._store, bounds, keys) if keys else []
+        if not waiting and not completable:
             return []
-        traces = sorted({c.trace_id for c in [*waiting, *stored_calls]})
+        traces = sorted({c.trace_id for c in [*waiting, *completable]})
         ancestry = {**self._stored_ancestry(bounds, traces), **batch}
         inherit_context(waiting, ancestry)
-        before = [(c.feature, c.user_id, c.session_id) for c in stored_calls]
-        inherit_context(stored_calls, ancestry)
+        before = [(c.feature, c.user_id, c.session_id) for c in completable]
+        inherit_context(completable, ancestry)
         return [
             call
-            for call, old in zip(stored_calls, before, strict=True)
+            for call, old in zip(completable, before, strict=True)
             if (call.feature, call.user_id, call.session_id) != old
         ]
 

@@ -22,9 +22,10 @@ for, which are parent and child) stay counted apart.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
-from tokentrail.collector.context import batch_window, calls_from_rows
+from tokentrail.collector.context import batch_window, calls_from_rows, stored_calls
 from tokentrail.collector.normalize import KIND_KEYS, Repeats, find_repeats, links_of
 from tokentrail.collector.normalize.repeats import Key, Link
 from tokentrail.collector.records import LlmCall, Span
@@ -35,31 +36,23 @@ WHERE project_id = {project_id:String}
   AND Timestamp BETWEEN fromUnixTimestamp64Nano({lo:Int64}) AND fromUnixTimestamp64Nano({hi:Int64})
 """
 
+# Trace ids filter before the merge of FINAL: why in context.py.
 _STORED_CALLS = f"""
 SELECT trace_id, span_id, parent_span_id,
        toUnixTimestamp64Nano(Timestamp) AS start_time_unix_nano, duration_ns,
        provider, request_model, response_model, input_tokens, output_tokens,
        response_id, duplicate_of
 FROM llm_calls FINAL
+PREWHERE trace_id IN {{trace_ids:Array(String)}}
 {_IN_BATCH_TRACES}
-  AND trace_id IN {{trace_ids:Array(String)}}
 """
 
 _STORED_SPANS = f"""
 SELECT TraceId, SpanId, ParentSpanId,
        mapFilter((k, v) -> k IN {{keys:Array(String)}}, SpanAttributes)
 FROM spans FINAL
+PREWHERE TraceId IN {{trace_ids:Array(String)}}
 {_IN_BATCH_TRACES}
-  AND TraceId IN {{trace_ids:Array(String)}}
-"""
-
-_FULL_CALLS = f"""
-SELECT * EXCEPT (project_id, Timestamp, ingested_at),
-       toUnixTimestamp64Nano(Timestamp) AS start_time_unix_nano
-FROM llm_calls FINAL
-{_IN_BATCH_TRACES}
-  AND trace_id IN {{trace_ids:Array(String)}}
-  AND span_id IN {{span_ids:Array(String)}}
 """
 
 
@@ -104,7 +97,12 @@ class DuplicateResolver:
         traces = sorted({call.trace_id for call in calls})
         in_batch = {_key(call) for call in calls}
         stored = [c for c in self._stored_calls(bounds, traces) if _key(c) not in in_batch]
-        repeats = self._repeats(bounds, traces, links, [*stored, *calls])
+        # Every rule compares calls of one trace, so a call alone in its trace
+        # repeats nothing; most traces hold one call.
+        per_trace = Counter(call.trace_id for call in [*stored, *calls])
+        repeats = self._repeats(
+            bounds, links, [c for c in [*stored, *calls] if per_trace[c.trace_id] > 1]
+        )
         for call in calls:
             call.duplicate_of = repeats.duplicate_of.get(_key(call), "")
         changed = {
@@ -114,16 +112,15 @@ class DuplicateResolver:
         }
         updated = [call for call in rewriting if _key(call) in changed]
         missing = changed.keys() - {_key(call) for call in updated}
-        fetched = self._full_calls(bounds, sorted(missing)) if missing else []
+        fetched = stored_calls(self._store, bounds, missing) if missing else []
         for call in [*updated, *fetched]:
             call.duplicate_of = changed[_key(call)]
         return fetched
 
-    def _repeats(
-        self, bounds: Bounds, traces: list[str], links: dict[Key, Link], calls: list[LlmCall]
-    ) -> Repeats:
+    def _repeats(self, bounds: Bounds, links: dict[Key, Link], calls: list[LlmCall]) -> Repeats:
         repeats = find_repeats(calls, links)
         if repeats.needs_links:
+            traces = sorted({call.trace_id for call in calls})
             repeats = find_repeats(calls, {**self._stored_links(bounds, traces), **links})
         return repeats
 
@@ -136,13 +133,3 @@ class DuplicateResolver:
             _STORED_SPANS, {**bounds, "keys": list(KIND_KEYS), "trace_ids": traces}
         ).rows
         return links_of(_stub(*row) for row in rows)
-
-    def _full_calls(self, bounds: Bounds, keys: list[Key]) -> list[LlmCall]:
-        params = {
-            **bounds,
-            "trace_ids": sorted({trace for trace, _ in keys}),
-            "span_ids": sorted({span for _, span in keys}),
-        }
-        wanted = set(keys)
-        rows = self._store.query(_FULL_CALLS, params).dicts()
-        return [call for call in calls_from_rows(rows) if _key(call) in wanted]

@@ -54,6 +54,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -64,6 +65,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tokentrail import semconv
 from tokentrail.collector.decode import PROTOBUF, flatten, parse_traces_request
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 BATCH_SPANS = 512  # the OTel SDK BatchSpanProcessor's max_export_batch_size
 SPANS_PER_TRACE = 2
@@ -235,22 +239,21 @@ class Server:
         return fields
 
 
-class MemoryWatch:
-    """Samples the server's memory while traffic runs, for the peak of each part.
+class _Sampler:
+    """Calls ``sample`` every ``interval_s`` on a thread of its own, inside a ``with`` block.
 
-    VmHWM counts pages of the chDB library mapped from disk (RssFile), which the
-    kernel can drop and re-read; RssAnon is what ingest itself holds.
+    Sampling ends early when ``sample`` raises OSError or KeyError: the server ended.
     """
 
-    def __init__(self, server: Server, interval_s: float = 0.1) -> None:
-        self._server = server
+    def __init__(self, interval_s: float) -> None:
         self._interval_s = interval_s
-        self.idle = server.memory_mb()
-        self.peak_anon_mb = self.idle["RssAnon"]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> MemoryWatch:
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -261,13 +264,29 @@ class MemoryWatch:
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
             try:
-                anon = self._server.memory_mb()["RssAnon"]
+                self.sample()
             except (OSError, KeyError):
-                return  # the server ended
-            self.peak_anon_mb = max(self.peak_anon_mb, anon)
+                return
 
 
-class ThreadWatch:
+class MemoryWatch(_Sampler):
+    """Samples the server's memory while traffic runs, for the peak of each part.
+
+    VmHWM counts pages of the chDB library mapped from disk (RssFile), which the
+    kernel can drop and re-read; RssAnon is what ingest itself holds.
+    """
+
+    def __init__(self, server: Server, interval_s: float = 0.1) -> None:
+        super().__init__(interval_s)
+        self._server = server
+        self.idle = server.memory_mb()
+        self.peak_anon_mb = self.idle["RssAnon"]
+
+    def sample(self) -> None:
+        self.peak_anon_mb = max(self.peak_anon_mb, self._server.memory_mb()["RssAnon"])
+
+
+class ThreadWatch(_Sampler):
     """Per-thread CPU of the server while traffic runs, summed by thread name.
 
     Samples /proc/<pid>/task/*/stat (utime + stime) every ``interval_s`` and
@@ -279,15 +298,13 @@ class ThreadWatch:
     """
 
     def __init__(self, pid: int, interval_s: float = 0.05) -> None:
+        super().__init__(interval_s)
         self._pid = pid
-        self._interval_s = interval_s
         self._ticks: dict[int, int] = {}
         self._spent: dict[tuple[int, str], int] = {}  # (tid, name) -> ticks
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._sample(first=True)
+        self.sample(first=True)
 
-    def _sample(self, first: bool = False) -> None:
+    def sample(self, first: bool = False) -> None:
         for task in Path(f"/proc/{self._pid}/task").iterdir():
             try:
                 stat = (task / "stat").read_text()
@@ -302,21 +319,9 @@ class ThreadWatch:
             if ticks > before:
                 self._spent[tid, name] = self._spent.get((tid, name), 0) + ticks - before
 
-    def __enter__(self) -> ThreadWatch:
-        self._thread.start()
-        return self
-
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._sample()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self._sample()
-            except OSError:
-                return
+        super().__exit__(*exc_info)
+        self.sample()  # what was spent since the last tick
 
     def name_python_threads(self) -> None:
         """Name Python's threads (the OS sees them all as "python") from ``py-spy dump``."""
@@ -545,30 +550,28 @@ def _replay(server: Server, traffic: Traffic, concurrency: int) -> Result:
 def _replay_watched(
     server: Server, traffic: Traffic, concurrency: int, memory: MemoryWatch
 ) -> Result:
-    threads = ThreadWatch(server.process.pid)
-    threads.__enter__()
-    cpu_before = server.cpu_seconds()
-    started = time.monotonic()
-    deadline = started + VISIBLE_SECONDS
-    replay = Replay(server.port, traffic.batches, deadline)
-    clients = [threading.Thread(target=replay.run, daemon=True) for _ in range(concurrency)]
-    for client in clients:
-        client.start()
-    for client in clients:
-        client.join(max(deadline - time.monotonic(), 0))
-    sent = time.monotonic() - started
-    if replay.failure or any(client.is_alive() for client in clients):
-        log = server.log.read_text()[-3000:]
-        raise SystemExit(f"sending failed: {replay.failure or 'timed out'}\n{log}")
-    seen = visible_calls(server, traffic)
-    while seen < traffic.calls:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"only {seen:,.0f} of {traffic.calls:,} calls visible")
-        time.sleep(POLL_SECONDS)
+    with ThreadWatch(server.process.pid) as threads:
+        cpu_before = server.cpu_seconds()
+        started = time.monotonic()
+        deadline = started + VISIBLE_SECONDS
+        replay = Replay(server.port, traffic.batches, deadline)
+        clients = [threading.Thread(target=replay.run, daemon=True) for _ in range(concurrency)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(max(deadline - time.monotonic(), 0))
+        sent = time.monotonic() - started
+        if replay.failure or any(client.is_alive() for client in clients):
+            log = server.log.read_text()[-3000:]
+            raise SystemExit(f"sending failed: {replay.failure or 'timed out'}\n{log}")
         seen = visible_calls(server, traffic)
-    elapsed = time.monotonic() - started
-    cpu = server.cpu_seconds() - cpu_before
-    threads.__exit__(None, None, None)
+        while seen < traffic.calls:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {seen:,.0f} of {traffic.calls:,} calls visible")
+            time.sleep(POLL_SECONDS)
+            seen = visible_calls(server, traffic)
+        elapsed = time.monotonic() - started
+        cpu = server.cpu_seconds() - cpu_before
     threads.name_python_threads()
     if seen != traffic.calls:
         print(f"  WARNING: {seen:,.0f} calls visible for {traffic.calls:,} sent")

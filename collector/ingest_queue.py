@@ -207,7 +207,7 @@ class IngestQueue:
                 self._queued_spans += count
             self._entries.append(entry)
             self._publish()
-            self._cond.notify()
+            self._cond.notify_all()  # notify() could wake a drain() rather than the writer
         if writing:
             entry.answered.wait(self._limits.ack_wait_s)
 

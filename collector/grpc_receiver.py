@@ -47,9 +47,11 @@ from tokentrail.collector.ingest_queue import (
 )
 from tokentrail.collector.receiver import (
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_IN_FLIGHT,
     LOGS,
     TRACES,
     Accept,
+    InFlight,
     Signal,
     acknowledge,
 )
@@ -65,7 +67,7 @@ DEFAULT_WORKERS = 8
 # Exports in progress (being decoded, or waiting for a worker or for their
 # write): past this many the next is answered RESOURCE_EXHAUSTED with
 # RetryInfo at once, as HTTP answers 429.
-MAX_CONCURRENT_CALLS = 4 * DEFAULT_WORKERS
+MAX_CONCURRENT_CALLS = DEFAULT_MAX_IN_FLIGHT
 # gRPC's own limit is only an outer safety bound (its refusals carry no
 # RetryInfo): ours answers at once, so calls cannot pile up to it under
 # ordinary overload, only while gRPC is still reading their messages.
@@ -92,36 +94,12 @@ class _Refused(Exception):
         self.code, self.details, self.retry_after = code, details, retry_after
 
 
-class _InFlight:
-    """Exports in progress: counted in by the handler, out when their work ends.
-
-    Out when the work ends, not when the call does: a call cancelled by its
-    client still holds its body on a worker until then.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._count = 0
-        self._lock = threading.Lock()
-
-    def enter(self) -> bool:
-        with self._lock:
-            if self._count >= self.limit:
-                return False
-            self._count += 1
-            return True
-
-    def leave(self, _: object = None) -> None:
-        with self._lock:
-            self._count -= 1
-
-
 def _export_handler(
     signal: Signal[Item],
     accept: Accept,
     keyring: KeyRing,
     workers: futures.ThreadPoolExecutor,
-    in_flight: _InFlight,
+    in_flight: InFlight,
 ) -> grpc.RpcMethodHandler:
     """The unary ``Export`` method of one signal, taking the request as raw bytes."""
 
@@ -159,6 +137,8 @@ def _export_handler(
         except BaseException:
             in_flight.leave()
             raise
+        # Out when the work ends, not when the call does: a call cancelled by
+        # its client still holds its body on a worker until then.
         done.add_done_callback(in_flight.leave)
         try:
             return await asyncio.wrap_future(done)
@@ -247,7 +227,7 @@ def grpc_server(
     cannot be bound.
     """
     pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tokentrail-grpc")
-    in_flight = _InFlight(max_in_flight)
+    in_flight = InFlight(max_in_flight)
     loop = asyncio.new_event_loop()
     ended = threading.Event()
     thread = threading.Thread(

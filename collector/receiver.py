@@ -13,6 +13,7 @@ callable (the ingest queue), which makes it durable before the 200.
 # signature, which refers to the local `project_dependency`.
 import json
 import logging
+import threading
 import zlib
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -124,7 +125,7 @@ def otlp_http_router(
     ``max_in_flight`` exports in progress, the next is answered 429 at once.
     """
     router = APIRouter()
-    in_flight = _InFlight(max_in_flight)
+    in_flight = InFlight(max_in_flight)
     for signal in (TRACES, LOGS):
         router.include_router(
             _signal_router(signal, accept, project_dependency, max_body_bytes, in_flight)
@@ -132,24 +133,30 @@ def otlp_http_router(
     return router
 
 
-class _InFlight:
-    """Counts exports in progress; used only on the event loop, so it needs no lock."""
+class InFlight:
+    """Exports in progress, counted against a limit; shared by the OTLP transports.
+
+    Each transport refuses the export past the limit in its own retryable way.
+    Locked: gRPC counts out from worker threads.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.count = 0
+        self._count = 0
+        self._lock = threading.Lock()
 
-    def __enter__(self) -> None:
-        if self.count >= self.limit:
-            raise HTTPException(
-                429,
-                f"{self.count} exports are in progress, the most this collector takes; retry later",
-                headers={"Retry-After": str(QueueFull.retry_after)},
-            )
-        self.count += 1
+    def enter(self) -> bool:
+        """Count one more export in; False, counting nothing, when at the limit."""
+        with self._lock:
+            if self._count >= self.limit:
+                return False
+            self._count += 1
+            return True
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.count -= 1
+    def leave(self, _: object = None) -> None:
+        """Count one out (the ignored argument lets it serve as a future's done-callback)."""
+        with self._lock:
+            self._count -= 1
 
 
 def _signal_router(
@@ -157,7 +164,7 @@ def _signal_router(
     accept: Accept,
     project_dependency: Callable[..., str],
     max_body_bytes: int,
-    in_flight: _InFlight,
+    in_flight: InFlight,
 ) -> APIRouter:
     router = APIRouter(route_class=_OtlpRoute)
 
@@ -173,11 +180,20 @@ def _signal_router(
     ) -> Response:
         content_type = _supported_content_type(request)
         gzipped = _is_gzipped(request)
-        with in_flight:
+        if not in_flight.enter():
+            raise HTTPException(
+                429,
+                f"{in_flight.limit} exports are in progress, the most this collector takes;"
+                " retry later",
+                headers={"Retry-After": str(QueueFull.retry_after)},
+            )
+        try:
             body = await _read_body(request, max_body_bytes)
             upload = _Upload(project_id, body, content_type, gzipped, max_body_bytes)
             # Inflating, decoding and storing are CPU- or I/O-bound: keep them off the loop.
             return await run_in_threadpool(_export, signal, accept, upload)
+        finally:
+            in_flight.leave()
 
     return router
 

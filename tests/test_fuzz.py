@@ -647,6 +647,21 @@ def _non_hex_ids(fields: Mapping[str, str]) -> st.SearchStrategy[dict[str, str]]
     return st.dictionaries(st.sampled_from(list(fields)), _non_hex, min_size=1)
 
 
+def assert_exactly_listed(
+    listed: str,
+    item: str,
+    fields: Mapping[str, str],
+    kinds: list[bool],
+    non_hex: Mapping[int, Mapping[str, str]],
+) -> None:
+    """The partial-success message names exactly the bad items, non-hex ids by their field."""
+    where = f"{item} {{}} of scope 0 of resource 0:".format
+    bad = [i for i, valid in enumerate(kinds) if not valid]
+    assert [i for i in range(len(kinds)) if where(i) in listed] == bad
+    for i, ids in non_hex.items():
+        assert f"{where(i)} {_first_non_hex(fields, ids)}" in listed
+
+
 def _first_non_hex(fields: Mapping[str, str], ids: Mapping[str, str]) -> str:
     """The problem flatten reports for ``ids``: the first bad one in its order."""
     return next(f"{name} must be a hex string" for key, name in fields.items() if key in ids)
@@ -702,10 +717,9 @@ def test_good_spans_are_stored_and_exactly_the_bad_ones_are_listed(
 
     bad = [i for i, valid in enumerate(kinds) if not valid]
     assert answer.partial_success.rejected_spans == len(bad)
-    listed = answer.partial_success.error_message
-    assert [i for i in range(len(kinds)) if f"span {i} of scope 0 of resource 0:" in listed] == bad
-    for i, ids in non_hex.items():
-        assert f"span {i} of scope 0 of resource 0: {_first_non_hex(SPAN_ID_FIELDS, ids)}" in listed
+    assert_exactly_listed(
+        answer.partial_success.error_message, "span", SPAN_ID_FIELDS, kinds, non_hex
+    )
     assert stored_span_ids(via, store, project, trace_id) == good
 
 
@@ -737,13 +751,9 @@ def test_good_log_records_are_kept_and_exactly_the_bad_ones_are_listed(
     )
     bad = [i for i, valid in enumerate(kinds) if not valid]
     assert answer.partial_success.rejected_log_records == len(bad)
-    listed = answer.partial_success.error_message
-    assert [i for i in range(len(kinds)) if f"log record {i} of scope 0" in listed] == bad
-    for i, ids in non_hex.items():
-        assert (
-            f"log record {i} of scope 0 of resource 0: {_first_non_hex(LOG_ID_FIELDS, ids)}"
-            in listed
-        )
+    assert_exactly_listed(
+        answer.partial_success.error_message, "log record", LOG_ID_FIELDS, kinds, non_hex
+    )
 
 
 def _proto_value(value: Any) -> AnyValue:

@@ -60,7 +60,6 @@ logger = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 
-DEFAULT_GRPC_PORT = 4317
 # Each export holds a worker while it is stored; a few cover a handful of
 # exporters, and more would only queue on the same store.
 DEFAULT_WORKERS = 8

@@ -25,7 +25,7 @@ RAW = 0  # the grain of raw rows: none
 # (schema/migrations/0005_rollups.sql). Rows expire on merges, at any time after
 # that age, so a day of slack keeps reads clear of half-expired buckets.
 MINUTE_RETENTION_S = 15 * 86_400
-_MINUTE_SAFE_S = MINUTE_RETENTION_S - 86_400
+MINUTE_SAFE_S = MINUTE_RETENTION_S - 86_400  # read (and repaired) only this far back
 # Every source gets this many ranges: at most two edges per grain (see split).
 SLOTS = 2
 
@@ -102,6 +102,6 @@ def plan(
         grain
         for grain in grains
         if _fits(grain, start_ns, end_ns, step, origin)
-        and (grain != MINUTE_S or start_ns >= now - _MINUTE_SAFE_S * NS)
+        and (grain != MINUTE_S or start_ns >= now - MINUTE_SAFE_S * NS)
     ]
     return Plan(_split(start_ns, end_ns, usable))

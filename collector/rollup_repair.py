@@ -37,6 +37,7 @@ import weakref
 from dataclasses import dataclass
 from functools import cache
 
+from tokentrail.api.rollup_plan import MINUTE_SAFE_S
 from tokentrail.collector.rollup_feed import SETTLING
 from tokentrail.schema.migrate import shipped_migrations
 from tokentrail.schema.store import Store
@@ -44,9 +45,8 @@ from tokentrail.schema.store import Store
 NS = 10**9
 MINUTE_NS = 60 * NS
 HOUR_NS = 3_600 * NS
-# As api/rollup_plan.py: minute rollups are read only for windows starting
-# after now - 14 days (TTL 15 days, a day of slack).
-MINUTE_SAFE_NS = 14 * 86_400 * NS
+# Minute rollups are repaired only where reports read them (TTL 15 days, a day of slack).
+MINUTE_SAFE_NS = MINUTE_SAFE_S * NS
 # In dependency order: a correction to a minute rollup flows on to its hour
 # rollup (call_rollup_hour_mv), which is compared after it.
 ROLLUPS: dict[str, int] = {
